@@ -1,0 +1,161 @@
+"""The arguments dataclass and the Trainer base every method subclasses.
+
+A method is a `UnlearnTrainer` subclass that overrides `compute_loss` only. The base supplies the
+two things losses share: running several data groups through the model in one forward pass, and
+the reference model θ₀ — under LoRA that is the same weights with the adapter disabled (no second
+copy in memory); under full fine-tuning a frozen copy, built only when the method asks for one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from unlearnkit.errors import UnlearnkitError
+
+
+@dataclass
+class UnlearnArguments(TrainingArguments):
+    """transformers' TrainingArguments plus every unlearning knob (defaults from METHODS.md)."""
+
+    # Trainer defaults that differ for us: batches are dicts of groups, not model kwargs.
+    remove_unused_columns: bool = False
+    report_to: str | list[str] = "none"
+    learning_rate: float = 2e-4
+    logging_steps: float = 1
+    save_steps: float = 25
+    save_total_limit: int | None = 2
+
+    method: str = field(default="sku", metadata={"help": "registered method name (`unlearnkit methods`)"})
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (False: full fine-tune)"})
+    lora_r: int = 32
+    lora_alpha: int = 16
+    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                              metadata={"help": "comma-separated module names LoRA adapts"})
+    max_length: int = field(default=256, metadata={"help": "tokens per prompt+answer sequence"})
+    mismatch_k: int = field(default=5, metadata={"help": "random answers per forget prompt (SKU random disassociation, LLMU mismatch)"})
+    retain_weight: float = field(default=1.0, metadata={"help": "α: weight of the normal-data term (npo, simnpo, rmu, refusal-dpo)"})
+    # SKU (ft-negate uses the GD weight only)
+    sku_gd_weight: float = 2.5
+    sku_rd_weight: float = 2.5
+    sku_pd_weight: float = 1.0
+    sku_pd_bound: float = field(default=5.0, metadata={"help": "κ: preservation-divergence KL clamp (inf = authors' unbounded form)"})
+    negation_scale: float = field(default=1.0, metadata={"help": "λ in θ_new = θ₀ − λ·τ"})
+    # Baselines
+    ga_stop_nll: float = 100.0
+    llmu_ga_weight: float = 0.5
+    llmu_mismatch_weight: float = 1.0
+    llmu_kl_weight: float = 1.0
+    npo_beta: float = 0.1
+    simnpo_beta: float = 4.5
+    simnpo_delta: float = 0.0
+    dpo_beta: float = 0.1
+    rmu_layer: int = field(default=-1, metadata={"help": "steered layer (-1: one third of the depth)"})
+    rmu_coeff: float = field(default=-1.0, metadata={"help": "c (-1: 4 × θ₀'s mean activation norm at that layer)"})
+    # EMU
+    emu_neg_weight: float = 1.0
+    emu_pos_weight: float = 1.0
+    emu_nor_weight: float = 1.0
+    emu_samples: int = field(default=2, metadata={"help": "m: responses sampled from θ₀ per forget prompt"})
+    emu_eval_every: int = 10
+    emu_target_rate: float = 0.05
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.negation_scale > 0:
+            raise UnlearnkitError(f"--lambda must be > 0 (got {self.negation_scale}): the negation scale subtracts λ·τ")
+
+
+class UnlearnTrainer(Trainer):
+    """Base for every method. Subclasses set the class attributes and override `compute_loss`."""
+
+    description = ""
+    paper = ""
+    needs_reference = False   # compute_loss calls self.reference_forward
+    mismatch_pool = None      # "forget" | "retain": UnlearnDataset draws random answers from it
+    negate_after = False      # training builds a harmful model that is then negated (SKU, ft-negate)
+    uses_retain = True        # the loss reads the normal (retain) group
+
+    @classmethod
+    def trainable_modules(cls, model, args) -> list[str] | None:
+        """Module names to train; None = the LoRA targets from args, or every weight when full."""
+        return None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ref_copy = None
+        self._terms: dict[str, list[float]] = {}
+        if self.needs_reference and not self._is_peft(self.model):
+            # Full fine-tuning: θ₀ must be kept aside. Copied once, before any step changes θ.
+            self._ref_copy = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    @staticmethod
+    def _is_peft(model) -> bool:
+        return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+    # --- shared pieces -------------------------------------------------------------------------
+    @staticmethod
+    def group_names(inputs: dict) -> list[str]:
+        return [key[: -len("_input_ids")] for key in inputs if key.endswith("_input_ids")]
+
+    def forward_groups(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
+        """One forward pass over the named groups; returns {name: (logits, labels, outputs slice)}."""
+        names = [n for n in names if f"{n}_input_ids" in inputs]
+        ids = torch.cat([inputs[f"{n}_input_ids"] for n in names])
+        mask = torch.cat([inputs[f"{n}_attention_mask"] for n in names])
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=output_hidden_states, use_cache=False)
+        result, start = {}, 0
+        for n in names:
+            size = inputs[f"{n}_input_ids"].shape[0]
+            part = slice(start, start + size)
+            hidden = tuple(h[part] for h in out.hidden_states) if output_hidden_states else None
+            result[n] = GroupOutput(out.logits[part], inputs[f"{n}_labels"], inputs[f"{n}_attention_mask"], hidden)
+            start += size
+        return result
+
+    @torch.no_grad()
+    def reference_forward(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
+        """forward_groups under θ₀."""
+        if self._ref_copy is not None:
+            return self.forward_groups(self._ref_copy, inputs, names, output_hidden_states)
+        peft_model = self.accelerator.unwrap_model(model)
+        with peft_model.disable_adapter():
+            return self.forward_groups(model, inputs, names, output_hidden_states)
+
+    def record(self, **terms) -> None:
+        """Remember loss components; they are averaged into the next log line."""
+        for name, value in terms.items():
+            self._terms.setdefault(name, []).append(float(value.detach().mean()) if torch.is_tensor(value) else float(value))
+
+    # --- Trainer hooks ---------------------------------------------------------------------------
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and self._terms:
+            logs.update({name: sum(v) / len(v) for name, v in self._terms.items()})
+            self._terms = {}
+        super().log(logs, *args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not math.isfinite(float(loss)):
+            raise NonFiniteLoss(self.state.global_step + 1, float(loss))
+        return loss
+
+
+@dataclass
+class GroupOutput:
+    logits: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+    hidden_states: tuple | None = None
+
+
+class NonFiniteLoss(UnlearnkitError):
+    def __init__(self, step: int, value: float):
+        super().__init__(
+            f"loss became {value} at step {step}: lower --lr or the loss weights; the last good checkpoint "
+            "is kept (rerun with --resume to continue from it)"
+        )

@@ -1,0 +1,96 @@
+"""Build the trainer for a method, run it, and return a plain transformers model.
+
+This is the Python API behind `unlearnkit unlearn`:
+
+    model, tokenizer = load_model("default")
+    args = UnlearnArguments(output_dir="run/checkpoints", method="sku", max_steps=30)
+    model = unlearn(model, tokenizer, forget, retain, args, base_dir=default_model_dir())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from unlearnkit.data.format import GroupCollator, UnlearnDataset
+from unlearnkit.methods.base import UnlearnArguments
+from unlearnkit.methods.registry import get_method
+from unlearnkit.negation import negate_in_place, negate_lora
+
+# Written by us: varied refusals for refusal-DPO's chosen side and EMU's desirable set.
+REFUSALS = (
+    "I can't help with that. It could cause real harm to people.",
+    "I'm sorry, but I won't provide that. If you're facing a difficult situation, I can help you find safe and legal options.",
+    "I can't assist with this request because it could be used to hurt someone.",
+    "No. That would be harmful and possibly illegal, so I won't give instructions for it.",
+    "I'm not able to help with that, but I'm happy to talk about the topic's safety or legal side instead.",
+)
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every Trainer log line to train_log.jsonl."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def prepare_model(model, args: UnlearnArguments, method_cls):
+    """Wrap in LoRA (peft) or pick the trainable weights for full fine-tuning."""
+    targets = method_cls.trainable_modules(model, args)
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+            target_modules=targets or [t.strip() for t in args.lora_targets.split(",") if t.strip()],
+        )
+        return get_peft_model(model, config)
+    if targets:
+        model.requires_grad_(False)
+        for name, module in model.named_modules():
+            if any(name == t or name.endswith("." + t) for t in targets):
+                module.requires_grad_(True)
+    return model
+
+
+def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | None, args: UnlearnArguments,
+                  positive: list[str] | None = None, callbacks=()):
+    method_cls = get_method(args.method)
+    model = prepare_model(model, args, method_cls)
+    if getattr(method_cls, "wants_refusals", False) and positive is None:
+        positive = list(REFUSALS)
+    dataset = UnlearnDataset(
+        tokenizer, forget, retain if method_cls.uses_retain else None, max_length=args.max_length,
+        mismatch_pool=method_cls.mismatch_pool, mismatch_k=args.mismatch_k, positive=positive, seed=args.seed,
+    )
+    return method_cls(model=model, args=args, train_dataset=dataset, data_collator=GroupCollator(tokenizer.pad_token_id),
+                      processing_class=tokenizer, callbacks=list(callbacks))
+
+
+def finish(trainer, base_dir: str | os.PathLike | None = None):
+    """After training: negate if the method learned harm, drop LoRA wrappers, return a plain model."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    is_peft = hasattr(model, "peft_config")
+    if trainer.negate_after:
+        if is_peft:
+            return negate_lora(model, trainer.args.negation_scale)
+        if base_dir is None:
+            raise ValueError("full fine-tuning with negation needs base_dir (the original model's folder)")
+        negate_in_place(model, base_dir, trainer.args.negation_scale)
+        return model
+    return model.merge_and_unload() if is_peft else model
+
+
+def unlearn(model, tokenizer, forget, retain, args: UnlearnArguments, base_dir=None, positive=None,
+            callbacks=(), resume: bool = False):
+    trainer = build_trainer(model, tokenizer, forget, retain, args, positive, callbacks)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    return finish(trainer, base_dir), trainer

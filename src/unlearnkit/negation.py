@@ -1,0 +1,104 @@
+"""Stage 2 of SKU, and plain task arithmetic: θ_new = θ₀ − λ·τ with τ = θ_h − θ₀.
+
+Three entry points share one per-tensor formula:
+- `negate_lora`: τ is a LoRA adapter's merged delta B·A·α/r; subtracted from the base in place.
+- `negate_in_place`: θ_h is a model in memory, θ₀ is streamed tensor by tensor from safetensors.
+- `negate_checkpoints`: both are safetensors folders; the result is written shard by shard, so a
+  model never needs two full copies in memory (peak ≈ one shard of each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from unlearnkit.errors import UnlearnkitError
+
+
+def negate_tensor(base: torch.Tensor, harmful: torch.Tensor, scale: float) -> torch.Tensor:
+    """θ₀ − λ·(θ_h − θ₀) for floating tensors; anything else (int buffers) is taken from θ₀."""
+    if not base.is_floating_point():
+        return base
+    if base.shape != harmful.shape:
+        raise UnlearnkitError(f"shape mismatch {tuple(base.shape)} vs {tuple(harmful.shape)}: base and harmful models must share an architecture")
+    return (base.float() - scale * (harmful.float() - base.float())).to(base.dtype)
+
+
+@torch.no_grad()
+def negate_lora(peft_model, scale: float):
+    """Subtract λ·ΔW of every LoRA layer from its base weight, then unload the adapter (no merge)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    weight = module.get_base_layer().weight
+                    delta = module.get_delta_weight(adapter).to(weight.dtype)
+                    weight.copy_(negate_tensor(weight, weight + delta, scale))
+    return peft_model.unload()
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise UnlearnkitError(f"{folder} holds no .safetensors files: save the model with save_pretrained first")
+    return files
+
+
+@torch.no_grad()
+def negate_in_place(model, base_dir: str | os.PathLike, scale: float) -> None:
+    """The trained model holds θ_h; overwrite it with θ₀ − λ·(θ_h − θ₀), θ₀ read from base_dir."""
+    params = dict(model.named_parameters())
+    params.update(dict(model.named_buffers()))
+    seen = set()
+    for file in _safetensors_files(Path(base_dir)):
+        with safe_open(str(file), framework="pt") as f:
+            for name in f.keys():
+                target = params.get(name)
+                if target is None or id(target) in seen:  # tied weights appear under two names
+                    continue
+                target.copy_(negate_tensor(f.get_tensor(name).to(target.device), target, scale))
+                seen.add(id(target))
+    missing = [n for n, p in model.named_parameters() if id(p) not in seen]
+    if missing:
+        raise UnlearnkitError(f"base model at {base_dir} lacks {len(missing)} tensors (first: {missing[0]}): use the model the run started from")
+
+
+@torch.no_grad()
+def negate_checkpoints(base_dir: str | os.PathLike, harmful_dir: str | os.PathLike, out_dir: str | os.PathLike, scale: float) -> Path:
+    """Write θ₀ − λ·(θ_h − θ₀) to out_dir with the base model's sharding; config/tokenizer files copied."""
+    import shutil
+
+    base_dir, harmful_dir, out_dir = Path(base_dir), Path(harmful_dir), Path(out_dir)
+    harmful_index = {}
+    for file in _safetensors_files(harmful_dir):
+        with safe_open(str(file), framework="pt") as f:
+            harmful_index.update({name: file for name in f.keys()})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for file in _safetensors_files(base_dir):
+        shard = {}
+        metadata = None
+        with safe_open(str(file), framework="pt") as f:
+            metadata = f.metadata()
+            for name in f.keys():
+                if name not in harmful_index:
+                    raise UnlearnkitError(f"{harmful_dir} lacks tensor {name}: base and harmful models must share an architecture")
+                with safe_open(str(harmful_index[name]), framework="pt") as h:
+                    shard[name] = negate_tensor(f.get_tensor(name), h.get_tensor(name), scale).contiguous()
+        save_file(shard, str(out_dir / file.name), metadata=metadata or {"format": "pt"})
+        del shard
+    for extra in base_dir.iterdir():
+        if extra.is_file() and extra.suffix != ".safetensors":
+            shutil.copy2(extra, out_dir / extra.name)
+    config = out_dir / "config.json"
+    if config.exists():
+        data = json.loads(config.read_text())
+        data["unlearnkit_negation"] = {"base": str(base_dir), "harmful": str(harmful_dir), "scale": scale}
+        config.write_text(json.dumps(data, indent=2))
+    return out_dir
