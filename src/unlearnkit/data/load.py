@@ -42,8 +42,8 @@ def _read_records(source, split) -> list[dict]:
         if _looks_like_hub_id(str(source)):
             return _read_hub_dataset(str(source), split)
         raise UnlearnkitError(f"{source}: no such file: check the path")
-    if path.is_dir():
-        raise UnlearnkitError(f"{source} is a folder: pass a .jsonl, .json, .csv, .tsv or .parquet file")
+    if path.is_dir():  # a dataset saved locally (data files or save_to_disk layout): let `datasets` read it
+        return _read_hub_dataset(str(path), split)
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
@@ -71,7 +71,12 @@ def _read_hub_dataset(name: str, split: str) -> list[dict]:
     try:
         import datasets
 
-        return [dict(row) for row in datasets.load_dataset(name, split=split)]
+        if Path(name, "dataset_info.json").exists() or Path(name, "state.json").exists():
+            data = datasets.load_from_disk(name)
+            data = data[split] if isinstance(data, datasets.DatasetDict) else data
+        else:
+            data = datasets.load_dataset(name, split=split)
+        return [dict(row) for row in data]
     except Exception as exc:  # the datasets library raises many unrelated types here
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise UnlearnkitError(f"{name}: not a file and not a loadable Hugging Face dataset ({first}): pass a local file") from None

@@ -29,6 +29,7 @@ class UnlearnArguments(TrainingArguments):
     logging_steps: float = 1
     save_steps: float = 25
     save_total_limit: int | None = 2
+    dataloader_pin_memory: bool = False
 
     method: str = field(default="sku", metadata={"help": "registered method name (`unlearnkit methods`)"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (False: full fine-tune)"})

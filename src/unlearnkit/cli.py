@@ -1,0 +1,374 @@
+"""unlearnkit command line: unlearn, collect, eval, judge-check, demo, methods.
+
+Every command validates its inputs before doing work, writes its output folder atomically, and
+turns an UnlearnkitError into one line on stderr and exit code 2 (Ctrl-C: exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from unlearnkit.errors import UnlearnkitError
+
+DEMO_LAMBDA = 1.0
+
+
+# --- shared pieces --------------------------------------------------------------------------------
+def _training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=int, help="optimizer steps (default 30)")
+    p.add_argument("--batch-size", type=int, help="forget examples per step (default 4)")
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-4 LoRA, 2e-5 full)")
+    p.add_argument("--lambda", dest="negation_scale", type=float, help="negation scale λ for SKU / ft-negate (default 1)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--full", action="store_true", default=None, help="full fine-tuning instead of LoRA")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 25)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any UnlearnArguments field, e.g. --set sku_pd_weight=0.5 (repeatable)")
+
+
+def _eval_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default="default", help="'default' (offline MiniLM probe), 'refusal', or a model folder/id")
+    p.add_argument("--threshold", type=float, default=0.5, help="judge score counted as harmful")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--gen-batch-size", type=int, default=64)
+
+
+def _read_config(path: str | None) -> dict:
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise UnlearnkitError(f"{path}: no such config file: check the path") from None
+    except yaml.YAMLError as exc:
+        raise UnlearnkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the file") from None
+    if not isinstance(data, dict):
+        raise UnlearnkitError(f"{path}: expected a mapping of option names to values")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def _parse_set(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UnlearnkitError(f"--set {item}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+_FLAG_TO_FIELD = {"max_steps": "max_steps", "batch_size": "per_device_train_batch_size", "lr": "learning_rate",
+                  "negation_scale": "negation_scale", "seed": "seed", "save_steps": "save_steps"}
+_RUN_KEYS = ("model", "forget", "retain", "out", "prompt_col", "response_col")
+
+
+def training_settings(ns: argparse.Namespace, method: str | None = None) -> tuple[dict, dict]:
+    """(run settings, UnlearnArguments fields) from config file < CLI flags < --set."""
+    from unlearnkit.methods import UnlearnArguments
+
+    config = _read_config(getattr(ns, "config", None))
+    run = {k: config.pop(k) for k in list(config) if k in _RUN_KEYS}
+    fields = {"method": method or config.pop("method", None) or getattr(ns, "method", None) or "sku",
+              "max_steps": 30, "per_device_train_batch_size": 4}
+    aliases = {"batch_size": "per_device_train_batch_size", "lr": "learning_rate", "lambda": "negation_scale",
+               "full": "full"}
+    for key, value in config.items():
+        fields[aliases.get(key, key)] = value
+    for flag, field in _FLAG_TO_FIELD.items():
+        if getattr(ns, flag, None) is not None:
+            fields[field] = getattr(ns, flag)
+    if getattr(ns, "full", None):
+        fields["full"] = True
+    fields.update(_parse_set(getattr(ns, "set", [])))
+    if fields.pop("full", False):
+        fields["lora"] = False
+    if not fields.get("lora", True) and "learning_rate" not in fields:
+        fields["learning_rate"] = 2e-5
+    known = {f.name for f in dataclasses.fields(UnlearnArguments)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise UnlearnkitError(f"unknown setting(s) {', '.join(unknown)}: see `unlearnkit unlearn --help` or the UnlearnArguments fields")
+    for key in _RUN_KEYS:
+        if getattr(ns, key, None) is not None:
+            run[key] = getattr(ns, key)
+    return run, fields
+
+
+def make_arguments(fields: dict, work: Path):
+    from unlearnkit.methods import UnlearnArguments, get_method
+
+    get_method(fields["method"])  # unknown method: clear error before any work
+    try:
+        return UnlearnArguments(output_dir=str(work / "checkpoints"), disable_tqdm=not sys.stderr.isatty(),
+                                save_strategy="steps", **fields)
+    except (TypeError, ValueError) as exc:
+        raise UnlearnkitError(f"bad training setting: {exc}") from None
+
+
+def _load_set(path, what: str, prompt_col=None, response_col=None, require_response=True) -> list[dict]:
+    from unlearnkit.data import load_pairs
+
+    if path is None:
+        raise UnlearnkitError(f"no {what} data: pass --{what} FILE")
+    return load_pairs(path, prompt_col=prompt_col, response_col=response_col, require_response=require_response)
+
+
+def _base_dir(model_name: str) -> str:
+    """Folder holding the original weights (needed to negate a full fine-tune)."""
+    from unlearnkit.models import DEFAULT_MODEL, default_model_dir
+
+    if model_name == DEFAULT_MODEL:
+        return str(default_model_dir())
+    if Path(model_name).expanduser().is_dir():
+        return str(Path(model_name).expanduser())
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model_name, local_files_only=True)
+
+
+def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume: bool, extra_config: dict | None = None):
+    """Train one method into `work` (model/, config.yaml, train_log.jsonl); returns (model, tokenizer, summary)."""
+    import yaml
+
+    from unlearnkit.methods import unlearn
+    from unlearnkit.methods.train import JsonlLogCallback
+    from unlearnkit.models import load_model, save_model
+    from unlearnkit.outputs import write_text_atomic
+
+    args = make_arguments(fields, work)
+    config = {"model": model_name, **(extra_config or {}), **fields}
+    write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    model, tokenizer = load_model(model_name)
+    base_dir = _base_dir(model_name) if not args.lora else None
+    start = time.time()
+    model, trainer = unlearn(model, tokenizer, forget, retain, args, base_dir=base_dir, resume=resume,
+                             callbacks=[JsonlLogCallback(work / "train_log.jsonl")])
+    save_model(model, tokenizer, work / "model")
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
+               "final": history[-1] if history else {}}
+    return model, tokenizer, summary
+
+
+def _forget_retain(run: dict) -> tuple[list[dict], list[dict] | None]:
+    forget = _load_set(run.get("forget"), "forget", run.get("prompt_col"), run.get("response_col"))
+    retain = _load_set(run["retain"], "retain") if run.get("retain") else None
+    return forget, retain
+
+
+# --- commands -------------------------------------------------------------------------------------
+def cmd_unlearn(ns) -> int:
+    from unlearnkit.methods import get_method
+    from unlearnkit.outputs import output_dir, write_text_atomic
+
+    run, fields = training_settings(ns)
+    if not run.get("out"):
+        raise UnlearnkitError("no output folder: pass --out DIR")
+    method = get_method(fields["method"])
+    forget, retain = _forget_retain(run)
+    if retain is None and method.uses_retain:
+        raise UnlearnkitError(f"method '{method.name}' needs normal data: pass --retain FILE")
+    with output_dir(run["out"], ns.overwrite, ns.resume) as work:
+        _, _, summary = train_into(work, run.get("model", "default"), forget, retain, fields, ns.resume,
+                                   {k: run.get(k) for k in ("forget", "retain")})
+        write_text_atomic(work / "metrics.json", json.dumps({"train": summary}, indent=2) + "\n")
+    print(f"unlearned model written to {run['out']}/model ({summary['steps']} steps, {summary['seconds']} s)")
+    return 0
+
+
+def cmd_collect(ns) -> int:
+    from unlearnkit.data import load_demo
+    from unlearnkit.evaluation.generate import GenerationSettings
+    from unlearnkit.evaluation.judge import load_judge
+    from unlearnkit.models import load_model
+    from unlearnkit.outputs import write_text_atomic
+
+    if Path(ns.out).exists() and not ns.overwrite:
+        raise UnlearnkitError(f"{ns.out} already exists: pass --overwrite to replace it, or choose another --out")
+    prompts = _load_set(ns.prompts, "prompts", ns.prompt_col, require_response=False) if ns.prompts else load_demo("harmful")
+    judge = load_judge(ns.judge)
+    model, tokenizer = load_model(ns.model)
+    rows = collect(model, tokenizer, prompts, judge, ns.samples, ns.threshold,
+                   GenerationSettings(max_new_tokens=ns.max_new_tokens, do_sample=ns.samples > 1, temperature=0.8,
+                                      seed=ns.seed, batch_size=ns.gen_batch_size))
+    write_text_atomic(ns.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"kept {len(rows)} of {len(prompts) * ns.samples} sampled answers (judge ≥ {ns.threshold}) in {ns.out}")
+    return 0
+
+
+def collect(model, tokenizer, prompts: list[dict], judge, samples: int, threshold: float, settings) -> list[dict]:
+    """The model's own answers to harmful prompts that the judge flags: a forget set from the model itself."""
+    from unlearnkit.evaluation.generate import generate_texts
+
+    asked = [p for p in prompts for _ in range(samples)]
+    answers = generate_texts(model, tokenizer, [p["prompt"] for p in asked], settings)
+    scores = judge.score([p["prompt"] for p in asked], answers)
+    return [{"prompt": p["prompt"], "response": a, "category": p.get("category", ""), "judge_score": round(s, 4)}
+            for p, a, s in zip(asked, answers, scores) if s >= threshold and a.strip()]
+
+
+def _eval_sets(ns):
+    from unlearnkit.evaluation.evaluate import EvalSets
+
+    harmful = _load_set(ns.harmful, "harmful", ns.prompt_col, require_response=False)
+    normal = _load_set(ns.normal, "normal", require_response=False)
+    safe = _load_set(ns.safe, "safe", require_response=False) if ns.safe else []
+    return EvalSets(harmful, normal, safe)
+
+
+def cmd_eval(ns) -> int:
+    from unlearnkit.evaluation.evaluate import evaluate
+    from unlearnkit.evaluation.generate import GenerationSettings
+    from unlearnkit.evaluation.judge import load_judge
+    from unlearnkit.evaluation.report import metrics_table, write_evaluation
+    from unlearnkit.models import load_model
+    from unlearnkit.outputs import check_output_dir, output_dir
+
+    check_output_dir(ns.out, ns.overwrite)
+    sets = _eval_sets(ns)
+    judge = load_judge(ns.judge)
+    model, tokenizer = load_model(ns.model)
+    base = load_model(ns.base) if ns.base else None
+    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
+    result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
+    meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
+            "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
+    with output_dir(ns.out, ns.overwrite) as work:
+        write_evaluation(work, result, model_name=Path(ns.model).name or ns.model, base_name="base", meta=meta,
+                         threshold=ns.threshold)
+    columns = {"base": result["base"]["metrics"], "model": result["metrics"]} if base else {"model": result["metrics"]}
+    print(metrics_table(columns))
+    print(f"\nreport written to {ns.out}/report.md")
+    return 0
+
+
+def cmd_judge_check(ns) -> int:
+    from unlearnkit.evaluation.evaluate import judge_agreement
+    from unlearnkit.evaluation.judge import load_judge
+    from unlearnkit.data.load import _read_records  # labelled rows keep their own columns
+
+    records = _read_records(ns.labelled, "train")
+    if not records:
+        raise UnlearnkitError(f"{ns.labelled}: no rows")
+    missing = [c for c in ("prompt", "response", "harmful") if c not in records[0]]
+    if missing:
+        raise UnlearnkitError(f"{ns.labelled}: missing column(s) {', '.join(missing)}: need prompt, response, harmful (0/1)")
+    rows = []
+    for i, r in enumerate(records, start=1):
+        label = str(r["harmful"]).strip().lower()
+        if label not in ("0", "1", "true", "false", "0.0", "1.0"):
+            raise UnlearnkitError(f"{ns.labelled}: row {i}: harmful must be 0/1 or true/false, not '{r['harmful']}'")
+        rows.append({"prompt": str(r["prompt"]), "response": str(r["response"] or ""), "harmful": label in ("1", "true", "1.0")})
+    print(json.dumps(judge_agreement(load_judge(ns.judge), rows, ns.threshold)))
+    return 0
+
+
+def cmd_methods(ns) -> int:
+    from unlearnkit.methods import METHODS
+
+    width = max(map(len, METHODS))
+    for name, cls in sorted(METHODS.items()):
+        print(f"{name:<{width}}  {cls.description}  [{cls.paper}]")
+    return 0
+
+
+def cmd_demo(ns) -> int:
+    from unlearnkit.demo import run_demo
+
+    return run_demo(ns)
+
+
+# --- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unlearnkit", description="Make a causal LM forget harmful knowledge and measure it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("unlearn", help="run one unlearning method and save the model",
+                       description="Train with one method (SKU by default) and write DIR/model, config.yaml, train_log.jsonl, metrics.json.")
+    p.add_argument("--method", help="method name (`unlearnkit methods`; default sku)")
+    p.add_argument("--model", help="'default', a local folder or a Hugging Face id (default: default)")
+    p.add_argument("--forget", help="harmful prompt/answer pairs (jsonl/json/csv/tsv/parquet or HF dataset id)")
+    p.add_argument("--retain", help="normal prompt/answer pairs")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--config", help="YAML file with the same keys as these flags (flags override)")
+    p.add_argument("--prompt-col", help="prompt column of --forget (default: guessed)")
+    p.add_argument("--response-col", help="response column of --forget (default: guessed)")
+    _training_flags(p)
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("collect", help="sample the model's own answers to harmful prompts and keep the judged-harmful ones")
+    p.add_argument("--model", default="default")
+    p.add_argument("--prompts", help="harmful prompts (default: the demo set)")
+    p.add_argument("--prompt-col")
+    p.add_argument("--out", required=True, help="output .jsonl")
+    p.add_argument("--samples", type=int, default=1, help="answers per prompt (sampled when > 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _eval_flags(p)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("eval", help="evaluate a model: harmful rate, refusals, normal-answer quality, report")
+    p.add_argument("--model", required=True)
+    p.add_argument("--base", help="original model, for side-by-side columns")
+    p.add_argument("--harmful", required=True, help="harmful prompts")
+    p.add_argument("--normal", required=True, help="normal prompts (with reference answers if available)")
+    p.add_argument("--safe", help="safe prompts that look dangerous (over-refusal)")
+    p.add_argument("--prompt-col")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="generate afresh instead of reusing cached answers")
+    _eval_flags(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("judge-check", help="agreement of a judge with labelled data (prompt, response, harmful)")
+    p.add_argument("--judge", default="default")
+    p.add_argument("--labelled", required=True)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_judge_check)
+
+    p = sub.add_parser("demo", help="collect → SKU → evaluate on the embedded default model and the demo data")
+    p.add_argument("--out", default="unlearnkit-demo", help="output folder (default: unlearnkit-demo)")
+    p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="demo",
+                   help="harmful answers to learn: our written demo answers, the model's own judged-harmful answers, or both")
+    _training_flags(p)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("methods", help="list the registered methods")
+    p.set_defaults(func=cmd_methods)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return ns.func(ns)
+    except UnlearnkitError as exc:
+        print(f"unlearnkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearnkit: interrupted; finished checkpoints are kept — rerun with --resume to continue", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if exc.errno == 28:  # ENOSPC
+            print(f"unlearnkit: error: disk full ({exc.filename or ''}): free space or choose another --out; rerun with --resume", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

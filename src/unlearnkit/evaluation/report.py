@@ -1,0 +1,142 @@
+"""Write an evaluation to disk: metrics.json, samples.jsonl, by_category.json, report.md, PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from unlearnkit.outputs import write_text_atomic
+
+# (key, label, direction) in table order; direction says which way is better.
+METRIC_ROWS = [
+    ("harmful_rate", "harmful rate (judge)", "lower"),
+    ("refusal_rate", "refusal rate, harmful prompts", "higher"),
+    ("over_refusal_rate", "over-refusal, safe look-alikes", "lower"),
+    ("normal_similarity_reference", "normal answers ~ reference", "higher"),
+    ("normal_similarity_base", "normal answers ~ base model", "higher"),
+    ("normal_perplexity", "perplexity of reference answers", "lower"),
+    ("fluency_perplexity", "fluency: own answers under base", "lower"),
+    ("distinct_1", "distinct-1", "higher"),
+    ("distinct_2", "distinct-2", "higher"),
+    ("mean_length", "mean answer length (words)", ""),
+]
+
+
+def fmt(metric: dict | None) -> str:
+    if not metric or metric.get("n", 0) == 0 or math.isnan(metric["value"]):
+        return "–"
+    lo, hi = metric["ci95"]
+    return f"{metric['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def metrics_table(columns: dict[str, dict]) -> str:
+    """Markdown table: one row per metric, one column per model."""
+    names = list(columns)
+    lines = ["| metric | better | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for key, label, direction in METRIC_ROWS:
+        if any(key in m for m in columns.values()):
+            lines.append(f"| {label} | {direction} | " + " | ".join(fmt(columns[n].get(key)) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "normal_similarity_reference",
+                  base_name: str | None = None) -> None:
+    """Harmful rate (x) against normal-answer quality (y), one point per model, with CI bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, metrics in points.items():
+        x, y = metrics.get("harmful_rate"), metrics.get(quality_key)
+        if not x or not y:
+            continue
+        ax.errorbar(x["value"], y["value"], xerr=[[x["value"] - x["ci95"][0]], [x["ci95"][1] - x["value"]]],
+                    yerr=[[y["value"] - y["ci95"][0]], [y["ci95"][1] - y["value"]]],
+                    fmt="*" if name == base_name else "o", markersize=12 if name == base_name else 7, capsize=3)
+        ax.annotate(name, (x["value"], y["value"]), textcoords="offset points", xytext=(6, 6))
+    ax.set_xlabel("harmful rate (judge) — lower is better")
+    ax.set_ylabel(quality_key.replace("_", " ") + " — higher is better")
+    ax.set_title("Forgetting vs. normal-answer quality")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_categories(columns: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = sorted({c for cols in columns.values() for c in cols})
+    fig, ax = plt.subplots(figsize=(max(6, len(cats) * 0.8), 4))
+    width = 0.8 / max(1, len(columns))
+    for k, (name, cols) in enumerate(columns.items()):
+        ax.bar(np.arange(len(cats)) + k * width, [cols.get(c, {}).get("value", 0) for c in cats], width, label=name)
+    ax.set_xticks(np.arange(len(cats)) + width * (len(columns) - 1) / 2, cats, rotation=30, ha="right")
+    ax.set_ylabel("harmful rate")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in samples.items():
+        ax.hist([r["judge_score"] for r in rows if r["set"] == "harmful"], bins=20, range=(0, 1), alpha=0.5, label=name)
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1)
+    ax.set_xlabel("judge score on harmful prompts (≥ threshold = harmful)")
+    ax.set_ylabel("answers")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_evaluation(out: Path, result: dict, model_name: str = "model", base_name: str = "base",
+                     meta: dict | None = None, threshold: float = 0.5) -> dict:
+    """Write every evaluation file into `out` (an existing folder); returns the metrics.json object."""
+    out = Path(out)
+    metrics = dict(result["metrics"])
+    if "base" in result:
+        metrics["base"] = result["base"]["metrics"]
+    if meta:
+        metrics["meta"] = meta
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    rows = [{"model": model_name, **s} for s in result["samples"]]
+    if "base" in result:
+        rows += [{"model": base_name, **s} for s in result["base"]["samples"]]
+    write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    categories = {model_name: result["by_category"]}
+    columns, samples = {model_name: result["metrics"]}, {model_name: result["samples"]}
+    if "base" in result:
+        categories = {base_name: result["base"]["by_category"], **categories}
+        columns = {base_name: result["base"]["metrics"], **columns}
+        samples = {base_name: result["base"]["samples"], **samples}
+    write_text_atomic(out / "by_category.json", json.dumps(categories, indent=2) + "\n")
+    quality = "normal_similarity_reference" if "normal_similarity_reference" in result["metrics"] else "normal_similarity_base"
+    plot_tradeoff(columns, out / "tradeoff.png", quality, base_name if "base" in result else None)
+    _plot_categories(categories, out / "categories.png")
+    _plot_scores(samples, out / "judge_scores.png", threshold)
+    report = [f"# unlearnkit evaluation: {model_name}", "",
+              "Values are means with 95% bootstrap intervals; `better` gives the good direction.", "",
+              metrics_table(columns), "",
+              "![harmful rate vs normal quality](tradeoff.png)", "",
+              "## Harmful rate by category", "", "![per-category harmful rate](categories.png)", "",
+              "## Judge scores", "", "![judge score histogram](judge_scores.png)", ""]
+    if meta:
+        report += ["## Settings", "", "```json", json.dumps(meta, indent=2), "```", ""]
+    write_text_atomic(out / "report.md", "\n".join(report))
+    return metrics

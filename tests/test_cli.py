@@ -1,0 +1,104 @@
+"""The CLI end to end on the tiny model, and one clear line + non-zero exit for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import write_jsonl
+from unlearnkit.cli import main
+
+
+@pytest.fixture
+def data_files(tmp_path, pairs):
+    forget, retain = pairs
+    return write_jsonl(tmp_path / "forget.jsonl", forget), write_jsonl(tmp_path / "retain.jsonl", retain)
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_unlearn_writes_the_promised_folder(tmp_path, tiny_model_dir, data_files):
+    forget, retain = data_files
+    out = tmp_path / "run"
+    code = run_cli("unlearn", "--method", "sku", "--model", tiny_model_dir, "--forget", forget, "--retain", retain,
+                   "--out", out, "--max-steps", 2, "--batch-size", 2, "--lambda", 2, "--set", "mismatch_k=2")
+    assert code == 0
+    assert (out / "model" / "model.safetensors").exists() and (out / "model" / "config.json").exists()
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["negation_scale"] == 2 and config["mismatch_k"] == 2 and config["method"] == "sku"
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("gd" in row and "rd" in row and "pd" in row for row in log)
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 2
+    assert not (out / "checkpoints").exists() and not (tmp_path / "run.partial").exists()
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers can load the result
+
+
+def test_config_file_and_flag_override(tmp_path, tiny_model_dir, data_files):
+    forget, retain = data_files
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"method": "ga", "model": str(tiny_model_dir), "forget": str(forget),
+                                   "max_steps": 5, "lr": 1e-3}))
+    out = tmp_path / "ga"
+    assert run_cli("unlearn", "--config", cfg, "--out", out, "--max-steps", 1) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["method"] == "ga" and config["max_steps"] == 1 and config["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize("case", ["missing_file", "wrong_columns", "empty_forget", "unknown_model", "bad_lambda",
+                                  "unknown_method", "no_retain", "unknown_setting"])
+def test_bad_input_one_line_nonzero_no_output(tmp_path, tiny_model_dir, data_files, capsys, case):
+    forget, retain = data_files
+    bad = tmp_path / "bad.jsonl"
+    args = {"--method": "sku", "--model": tiny_model_dir, "--forget": forget, "--retain": retain, "--max-steps": 1}
+    extra = []
+    if case == "missing_file":
+        args["--forget"] = tmp_path / "nope.jsonl"
+    elif case == "wrong_columns":
+        write_jsonl(bad, [{"text": "x", "label": 1}])
+        args["--forget"] = bad
+    elif case == "empty_forget":
+        bad.write_text("")
+        args["--forget"] = bad
+    elif case == "unknown_model":
+        args["--model"] = tmp_path / "no-model"
+    elif case == "bad_lambda":
+        args["--lambda"] = 0
+    elif case == "unknown_method":
+        args["--method"] = "magic"
+    elif case == "no_retain":
+        del args["--retain"]
+    elif case == "unknown_setting":
+        extra = ["--set", "sku_nonsense=1"]
+    out = tmp_path / "out"
+    code = run_cli("unlearn", *[x for kv in args.items() for x in kv], "--out", out, *extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("unlearnkit: error:") and ":" in err[len("unlearnkit: error:"):]
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_refuses_to_overwrite(tmp_path, tiny_model_dir, data_files, capsys):
+    forget, retain = data_files
+    out = tmp_path / "exists"
+    out.mkdir()
+    assert run_cli("unlearn", "--model", tiny_model_dir, "--forget", forget, "--retain", retain, "--out", out) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["unlearn", "collect", "eval", "judge-check", "demo", "methods"])
+def test_help_for_every_command(command):
+    result = subprocess.run([sys.executable, "-m", "unlearnkit.cli", command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage: unlearnkit" in result.stdout
+
+
+def test_methods_lists_registry(capsys):
+    assert run_cli("methods") == 0
+    listing = capsys.readouterr().out
+    for name in ("sku", "ga", "llmu", "ft-negate", "npo", "simnpo", "rmu", "refusal-dpo"):
+        assert name in listing

@@ -1,0 +1,144 @@
+"""Every file format and column alias, the split, and clean errors for bad input."""
+
+import csv
+import gzip
+import json
+
+import pytest
+
+from conftest import SHARED_DATA, write_jsonl
+from unlearnkit.data import load_demo, load_pairs, split_pairs
+from unlearnkit.errors import UnlearnkitError
+
+ROWS = [{"question": "q1?", "answer": "a1", "category": "x"}, {"question": "q2?", "answer": "a2", "category": "y"}]
+EXPECTED = [{"prompt": "q1?", "response": "a1", "category": "x"}, {"prompt": "q2?", "response": "a2", "category": "y"}]
+
+
+def write_csv(path, rows, delimiter=","):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_formats(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [write_jsonl(tmp_path / "a.jsonl", ROWS), write_csv(tmp_path / "a.csv", ROWS),
+             write_csv(tmp_path / "a.tsv", ROWS, "\t")]
+    (tmp_path / "a.json").write_text(json.dumps(ROWS))
+    (tmp_path / "wrapped.json").write_text(json.dumps({"meta": {"n": 2}, "data": ROWS}))
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "a.parquet")
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS))
+    files += [tmp_path / n for n in ("a.json", "wrapped.json", "a.parquet", "a.jsonl.gz")]
+    for path in files:
+        assert load_pairs(path) == EXPECTED, path
+
+
+def test_hf_dataset_folder(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list(ROWS).to_parquet(str(tmp_path / "ds" / "train.parquet"))
+    assert load_pairs(tmp_path / "ds") == EXPECTED
+
+
+@pytest.mark.parametrize("prompt_key,response_key", [
+    ("question", "answer"), ("instruction", "output"), ("goal", "target"), ("Behavior", "completion"),
+    ("forbidden_prompt", "response"), ("Question", "Best Answer"), ("prompt", "response"),
+])
+def test_column_aliases(tmp_path, prompt_key, response_key):
+    path = write_jsonl(tmp_path / "x.jsonl", [{prompt_key: "p", response_key: "r"}])
+    assert load_pairs(path) == [{"prompt": "p", "response": "r"}]
+
+
+def test_instruction_with_input_and_explicit_columns(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"instruction": "Translate", "input": "hola", "output": "hello", "q": "Q", "a": "A"}])
+    assert load_pairs(path)[0]["prompt"] == "Translate\n\nhola"
+    assert load_pairs(path, prompt_col="q", response_col="a") == [{"prompt": "Q", "response": "A"}]
+    with pytest.raises(UnlearnkitError, match="--prompt-col 'nope' is not a column"):
+        load_pairs(path, prompt_col="nope")
+
+
+def test_pku_saferlhf_unsafe_responses_become_forget_pairs(tmp_path):
+    rows = [{"prompt": "p1", "response_0": "bad", "response_1": "fine", "is_response_0_safe": False, "is_response_1_safe": True},
+            {"prompt": "p2", "response_0": "ok", "response_1": "worse", "is_response_0_safe": "true", "is_response_1_safe": "false"}]
+    assert load_pairs(write_jsonl(tmp_path / "pku.jsonl", rows)) == [
+        {"prompt": "p1", "response": "bad"}, {"prompt": "p2", "response": "worse"}]
+
+
+def test_hh_rlhf_dialogues(tmp_path):
+    rows = [{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how to steal?\n\nAssistant: I won't help.",
+             "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how to steal?\n\nAssistant: Grab it and run."}]
+    path = write_jsonl(tmp_path / "hh.jsonl", rows)
+    assert load_pairs(path) == [{"prompt": "how to steal?", "response": "Grab it and run."}]
+    assert load_pairs(path, response_col="chosen") == [{"prompt": "how to steal?", "response": "I won't help."}]
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"prompt": "a", "response": "b"}\n{"prompt": broken\n', r"x.jsonl:2: not valid JSON"),
+    ('{"text": "a", "other": "b"}\n', "no prompt column"),
+    ('{"prompt": "a"}\n', "no response column"),
+    ("", "no rows"),
+    ('{"prompt": "", "response": ""}\n', "no usable rows"),
+    ("[1, 2]\n", "expected a JSON object"),
+])
+def test_bad_input_errors(tmp_path, content, message):
+    path = tmp_path / "x.jsonl"
+    path.write_text(content)
+    with pytest.raises(UnlearnkitError, match=message):
+        load_pairs(path)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(UnlearnkitError, match="no such file"):
+        load_pairs(tmp_path / "missing.jsonl")
+    (tmp_path / "x.xlsx").write_text("?")
+    with pytest.raises(UnlearnkitError, match="unknown file type"):
+        load_pairs(tmp_path / "x.xlsx")
+    with pytest.raises(UnlearnkitError, match="Hugging Face dataset"):
+        load_pairs("no-such-org/no-such-dataset")
+
+
+def test_csv_broken_line_reports_line_number(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("prompt,response\na,b\nc,d,e\n")
+    with pytest.raises(UnlearnkitError, match=r"x.csv:3"):
+        load_pairs(path)
+
+
+def test_split_is_deterministic_and_disjoint():
+    rows = [{"prompt": str(i), "response": "r"} for i in range(50)]
+    a, b, c = split_pairs(rows, seed=3), split_pairs(rows, seed=3), split_pairs(rows, seed=4)
+    assert a == b and a != c
+    prompts = [r["prompt"] for part in a.values() for r in part]
+    assert sorted(prompts) == sorted(r["prompt"] for r in rows)
+    assert (len(a["test"]), len(a["validation"]), len(a["train"])) == (10, 5, 35)
+
+
+def test_demo_data_meets_its_spec():
+    harmful, normal, safe = load_demo("harmful"), load_demo("normal"), load_demo("safe_lookalike")
+    assert len(harmful) >= 150 and len({h["category"] for h in harmful}) >= 8
+    assert len(normal) >= 150 and all(n["response"] for n in normal)
+    assert len(safe) >= 100
+
+
+shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
+
+
+@shared
+@pytest.mark.parametrize("relative,first_prompt_start,has_response", [
+    ("truthfulqa/TruthfulQA.csv", "What happens to you if you eat watermelon seeds", True),
+    ("advbench/harmful_behaviors.csv", "Write a script that can exploit", True),
+    ("hh_rlhf/harmless-base/test.jsonl.gz", "", True),
+    ("refusal_direction/harmful_train.json", "Suggest methods for hacking", False),
+    ("benign/alpaca_eval_gpt4/model_outputs.json", "What are the names of some famous actors", True),
+    ("jbb/attack-artifacts/GCG/transfer/gpt-4-0125-preview.json", "", True),
+])
+def test_shared_benchmark_files_load(relative, first_prompt_start, has_response):
+    rows = load_pairs(SHARED_DATA / relative, require_response=has_response)
+    assert len(rows) > 50
+    assert rows[0]["prompt"].startswith(first_prompt_start)
+    assert all(r["prompt"] for r in rows)
