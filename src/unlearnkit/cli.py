@@ -92,7 +92,7 @@ def training_settings(ns: argparse.Namespace, method: str | None = None) -> tupl
     if getattr(ns, "full", None):
         fields["full"] = True
     fields.update(_parse_set(getattr(ns, "set", [])))
-    if fields.pop("full", False):
+    if str(fields.pop("full", False)).lower() in ("true", "1", "yes"):
         fields["lora"] = False
     if not fields.get("lora", True) and "learning_rate" not in fields:
         fields["learning_rate"] = 2e-5
@@ -100,10 +100,35 @@ def training_settings(ns: argparse.Namespace, method: str | None = None) -> tupl
     unknown = sorted(set(fields) - known)
     if unknown:
         raise UnlearnkitError(f"unknown setting(s) {', '.join(unknown)}: see `unlearnkit unlearn --help` or the UnlearnArguments fields")
+    fields = coerce_fields(fields)
     for key in _RUN_KEYS:
         if getattr(ns, key, None) is not None:
             run[key] = getattr(ns, key)
     return run, fields
+
+
+def coerce_fields(fields: dict) -> dict:
+    """YAML reads `5e-4` as text and users type `true`/`1`: convert to each field's declared type."""
+    from unlearnkit.methods import UnlearnArguments
+
+    types = {f.name: (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)))
+             for f in dataclasses.fields(UnlearnArguments)}
+    out = {}
+    for key, value in fields.items():
+        kind = types.get(key, "")
+        try:
+            if kind == "float" and not isinstance(value, bool):
+                value = float(value)
+            elif kind == "int" and not isinstance(value, bool):
+                value = int(value)
+            elif kind == "bool" and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                value = value.lower() in ("true", "1", "yes")
+        except (TypeError, ValueError):
+            raise UnlearnkitError(f"setting {key}={value!r}: expected a {kind}") from None
+        out[key] = value
+    return out
 
 
 def make_arguments(fields: dict, work: Path):
@@ -112,7 +137,7 @@ def make_arguments(fields: dict, work: Path):
     get_method(fields["method"])  # unknown method: clear error before any work
     try:
         return UnlearnArguments(output_dir=str(work / "checkpoints"), disable_tqdm=not sys.stderr.isatty(),
-                                save_strategy="steps", **fields)
+                                save_strategy="steps", **coerce_fields(fields))
     except (TypeError, ValueError) as exc:
         raise UnlearnkitError(f"bad training setting: {exc}") from None
 

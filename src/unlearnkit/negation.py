@@ -1,7 +1,8 @@
 """Stage 2 of SKU, and plain task arithmetic: θ_new = θ₀ − λ·τ with τ = θ_h − θ₀.
 
 Three entry points share one per-tensor formula:
-- `negate_lora`: τ is a LoRA adapter's merged delta B·A·α/r; subtracted from the base in place.
+- `negate_lora` / `apply_task_vector`: τ is a LoRA adapter's merged delta B·A·α/r
+  (`lora_task_vector`), subtracted from the base in place — rescaling needs no retraining.
 - `negate_in_place`: θ_h is a model in memory, θ₀ is streamed tensor by tensor from safetensors.
 - `negate_checkpoints`: both are safetensors folders; the result is written shard by shard, so a
   model never needs two full copies in memory (peak ≈ one shard of each).
@@ -30,18 +31,39 @@ def negate_tensor(base: torch.Tensor, harmful: torch.Tensor, scale: float) -> to
 
 
 @torch.no_grad()
-def negate_lora(peft_model, scale: float):
-    """Subtract λ·ΔW of every LoRA layer from its base weight, then unload the adapter (no merge)."""
+def lora_task_vector(peft_model) -> dict[str, torch.Tensor]:
+    """τ of a LoRA adapter: {base parameter name: B·A·α/r}, keyed as in the unwrapped base model."""
     from peft.tuners.lora import LoraLayer
 
-    for module in peft_model.modules():
+    prefix = "base_model.model."
+    tau = {}
+    for name, module in peft_model.named_modules():
         if isinstance(module, LoraLayer):
             for adapter in module.active_adapters:
                 if adapter in module.lora_A:
-                    weight = module.get_base_layer().weight
-                    delta = module.get_delta_weight(adapter).to(weight.dtype)
-                    weight.copy_(negate_tensor(weight, weight + delta, scale))
-    return peft_model.unload()
+                    key = (name[len(prefix):] if name.startswith(prefix) else name) + ".weight"
+                    tau[key] = module.get_delta_weight(adapter).detach().clone()
+    return tau
+
+
+@torch.no_grad()
+def apply_task_vector(model, tau: dict[str, torch.Tensor], scale: float):
+    """θ ← θ − λ·τ for the named parameters (θ is θ₀ here, so this is θ₀ − λ·τ)."""
+    params = dict(model.named_parameters())
+    missing = [k for k in tau if k not in params]
+    if missing:
+        raise UnlearnkitError(f"task vector names {missing[0]} which the model lacks: use the model the adapter was trained on")
+    for name, delta in tau.items():
+        weight = params[name]
+        weight.copy_(negate_tensor(weight, weight + delta.to(weight.dtype), scale))
+    return model
+
+
+@torch.no_grad()
+def negate_lora(peft_model, scale: float):
+    """Drop the adapter (no merge) and subtract λ·τ of its merged delta from the base weights."""
+    tau = lora_task_vector(peft_model)
+    return apply_task_vector(peft_model.unload(), tau, scale)
 
 
 def _safetensors_files(folder: Path) -> list[Path]:

