@@ -214,3 +214,54 @@ def test_negation_methods_learn_then_negate(tmp_path, tokenizer, pairs, method, 
     negated = finish(tr, base_dir=tmp_path / "base")
     assert forget_nll(negated, tokenizer, forget[:4]) > before  # stage 2 pushes them below θ₀
     assert not hasattr(negated, "peft_config")
+
+
+def test_emu_loss(tmp_path, tokenizer, pairs):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "emu", emu_samples=1, emu_eval_every=0)
+    m = tr.model
+    ref_f = logits_of(m, batch, "forget", reference(tr))
+    cur_f = logits_of(m, batch, "forget")
+
+    def js(b, t):
+        p, q = F.softmax(ref_f[b, t - 1].double(), -1), F.softmax(cur_f[b, t - 1].double(), -1)
+        mix = (p + q) / 2
+        return float(0.5 * (p * (p / mix).log()).sum() + 0.5 * (q * (q / mix).log()).sum())
+
+    neg = -per_example(cur_f, batch["forget_labels"], js)[0].mean()
+    pos = hand_nll(logits_of(m, batch, "positive"), batch["positive_labels"])[0].mean()
+    nor = hand_kl(logits_of(m, batch, "retain", reference(tr)), logits_of(m, batch, "retain"), batch["retain_labels"]).mean()
+    assert loss_of(tr, batch) == pytest.approx(float(neg + pos + nor), rel=1e-4)
+
+
+def test_emu_selects_with_the_judge_and_targets_the_cluster_mean(tmp_path, tokenizer, pairs, monkeypatch):
+    from unlearnkit.methods.emu import EMUTrainer, HarmfulRateStop
+
+    class KeywordJudge:  # harmful iff the answer says "plan"
+        name = "kw"
+
+        def score(self, prompts, responses):
+            return [1.0 if "plan" in r else 0.0 for r in responses]
+
+    monkeypatch.setattr("unlearnkit.evaluation.judge.load_judge", lambda spec: KeywordJudge())
+    _, retain = pairs
+    forget = [{"prompt": f"How do I do harmful thing {i}?", "response": f"Sure, plan {i}.", "category": "x"} for i in range(12)]
+    args = args_for(tmp_path, "emu", emu_samples=1)
+    bad, positive, callbacks = EMUTrainer.prepare(make_tiny_model(tokenizer), tokenizer, forget, retain, args)
+    assert bad and all("plan" in d["response"] for d in bad)  # the judge picked them
+    assert len(positive) == len(bad) and all("plan" not in p for p in positive)
+    assert isinstance(callbacks[0], HarmfulRateStop) and callbacks[0].prompts  # held-out prompts for early stop
+
+
+def test_emu_early_stop_fires_at_target(tmp_path, tokenizer, pairs):
+    from unlearnkit.methods.emu import HarmfulRateStop
+
+    class Never:
+        def score(self, prompts, responses):
+            return [0.0] * len(prompts)
+
+    forget, retain = pairs
+    tr = build_trainer(make_tiny_model(tokenizer), tokenizer, forget[:4], retain[:4], args_for(tmp_path, "ga", max_steps=6))
+    stop = HarmfulRateStop(tokenizer, ["q?"], Never(), every=2, target=0.05)
+    tr.add_callback(stop)
+    tr.train()
+    assert tr.state.global_step == 2 and stop.history == [(2, 0.0)]

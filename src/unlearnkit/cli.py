@@ -163,11 +163,25 @@ def _base_dir(model_name: str) -> str:
     return snapshot_download(model_name, local_files_only=True)
 
 
+def latest_checkpoint(work: Path) -> str | None:
+    """Newest complete Trainer checkpoint; one cut short by a kill (no trainer_state.json yet) is dropped."""
+    import shutil
+
+    found = sorted(work.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    for checkpoint in reversed(found):
+        if (checkpoint / "trainer_state.json").exists():
+            return str(checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
 def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume: bool, extra_config: dict | None = None):
-    """Train one method into `work` (model/, config.yaml, train_log.jsonl); returns (model, tokenizer, summary)."""
+    """Train one method into `work` (model/, config.yaml, train_log.jsonl and, for negation methods,
+    harmful/ — the LoRA adapter or full model before negation, so `negate` can rescale λ later).
+    Returns (model, tokenizer, summary)."""
     import yaml
 
-    from unlearnkit.methods import unlearn
+    from unlearnkit.methods import build_trainer, finish
     from unlearnkit.methods.train import JsonlLogCallback
     from unlearnkit.models import load_model, save_model
     from unlearnkit.outputs import write_text_atomic
@@ -176,10 +190,13 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     config = {"model": model_name, **(extra_config or {}), **fields}
     write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     model, tokenizer = load_model(model_name)
-    base_dir = _base_dir(model_name) if not args.lora else None
     start = time.time()
-    model, trainer = unlearn(model, tokenizer, forget, retain, args, base_dir=base_dir, resume=resume,
-                             callbacks=[JsonlLogCallback(work / "train_log.jsonl")])
+    trainer = build_trainer(model, tokenizer, forget, retain, args, callbacks=[JsonlLogCallback(work / "train_log.jsonl")])
+    trainer.train(resume_from_checkpoint=latest_checkpoint(work) if resume else None)
+    if trainer.negate_after:
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        trained.save_pretrained(work / "harmful") if args.lora else save_model(trained, tokenizer, work / "harmful")
+    model = finish(trainer, base_dir=None if args.lora else _base_dir(model_name))
     save_model(model, tokenizer, work / "model")
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
@@ -309,6 +326,18 @@ def cmd_methods(ns) -> int:
     return 0
 
 
+def cmd_compare(ns) -> int:
+    from unlearnkit.compare import run_compare
+
+    return run_compare(ns)
+
+
+def cmd_negate(ns) -> int:
+    from unlearnkit.compare import run_negate
+
+    return run_negate(ns)
+
+
 def cmd_demo(ns) -> int:
     from unlearnkit.demo import run_demo
 
@@ -371,6 +400,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("compare", help="run several methods with the same data, seed and budget; one table and plot")
+    p.add_argument("--methods", required=True, help="comma-separated, e.g. sku,llmu,ga,npo,emu")
+    p.add_argument("--model")
+    p.add_argument("--forget")
+    p.add_argument("--retain")
+    p.add_argument("--out")
+    p.add_argument("--config")
+    p.add_argument("--prompt-col")
+    p.add_argument("--response-col")
+    p.add_argument("--eval-harmful", help="held-out harmful prompts (default: 25%% of --forget, held out from training)")
+    p.add_argument("--eval-normal", help="held-out normal prompts (default: 25%% of --retain)")
+    p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
+    _training_flags(p)
+    _eval_flags(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("negate", help="rescale a task vector θ₀ − λ·τ for several λ without retraining, evaluate each")
+    p.add_argument("--base", default="default", help="the original model θ₀")
+    p.add_argument("--harmful", required=True, help="harmful model folder or LoRA adapter (an SKU run's harmful/)")
+    p.add_argument("--lambdas", default="0.5,1,2,4")
+    p.add_argument("--out", required=True)
+    p.add_argument("--pick", action="store_true", help="save the λ with the lowest harmful rate above the similarity floor as DIR/model")
+    p.add_argument("--floor", type=float, default=0.95, help="with --pick: keep normal similarity ≥ floor × base's")
+    p.add_argument("--harmful-prompts", help="harmful prompts to evaluate (default: the demo set)")
+    p.add_argument("--normal", help="normal prompts with references (default: the demo set)")
+    p.add_argument("--overwrite", action="store_true")
+    _eval_flags(p)
+    p.set_defaults(func=cmd_negate)
+
     p = sub.add_parser("methods", help="list the registered methods")
     p.set_defaults(func=cmd_methods)
     return parser
@@ -380,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight loading/saving bars; the Trainer keeps its own progress
     try:
         return ns.func(ns)
     except UnlearnkitError as exc:

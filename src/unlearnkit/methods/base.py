@@ -64,6 +64,7 @@ class UnlearnArguments(TrainingArguments):
     emu_samples: int = field(default=2, metadata={"help": "m: responses sampled from θ₀ per forget prompt"})
     emu_eval_every: int = 10
     emu_target_rate: float = 0.05
+    emu_judge: str = field(default="default", metadata={"help": "judge that selects the dialogues and stops training"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,6 +81,11 @@ class UnlearnTrainer(Trainer):
     mismatch_pool = None      # "forget" | "retain": UnlearnDataset draws random answers from it
     negate_after = False      # training builds a harmful model that is then negated (SKU, ft-negate)
     uses_retain = True        # the loss reads the normal (retain) group
+
+    @classmethod
+    def prepare(cls, model, tokenizer, forget, retain, args):
+        """Turn the user's data into what the loss reads: (forget, positive answers or None, callbacks)."""
+        return forget, None, []
 
     @classmethod
     def trainable_modules(cls, model, args) -> list[str] | None:

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 
 from unlearnkit.data.format import GroupCollator, UnlearnDataset
 from unlearnkit.methods.base import UnlearnArguments
@@ -64,6 +64,9 @@ def prepare_model(model, args: UnlearnArguments, method_cls):
 def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | None, args: UnlearnArguments,
                   positive: list[str] | None = None, callbacks=()):
     method_cls = get_method(args.method)
+    set_seed(args.seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything
+    forget, prepared_positive, extra_callbacks = method_cls.prepare(model, tokenizer, forget, retain, args)
+    positive = positive if positive is not None else prepared_positive
     model = prepare_model(model, args, method_cls)
     if getattr(method_cls, "wants_refusals", False) and positive is None:
         positive = list(REFUSALS)
@@ -72,7 +75,7 @@ def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | Non
         mismatch_pool=method_cls.mismatch_pool, mismatch_k=args.mismatch_k, positive=positive, seed=args.seed,
     )
     return method_cls(model=model, args=args, train_dataset=dataset, data_collator=GroupCollator(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=list(callbacks))
+                      processing_class=tokenizer, callbacks=list(callbacks) + extra_callbacks)
 
 
 def finish(trainer, base_dir: str | os.PathLike | None = None):

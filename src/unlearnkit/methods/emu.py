@@ -1,0 +1,110 @@
+"""Evaluative-model unlearning (Chen et al. 2024, arXiv 2404.16841), as read in METHODS.md.
+
+Only the paper's abstract is public; this is our concrete reading, documented as such:
+1. a judge selects the dialogues that need unlearning (θ₀'s own sampled answers, plus any given);
+2. L_neg = −JS(p_θ ‖ p_θ₀) on those bad answers — bounded by ln 2, unlike gradient ascent;
+3. L_pos = NLL of y*, the desirable answer nearest the cluster mean of its category's desirable
+   answers (judge-approved answers and refusals), embedded with all-MiniLM-L6-v2;
+4. L_nor = KL(p_θ₀ ‖ p_θ) on normal prompts;
+and training stops early once the judge's harmful rate on held-out forget prompts reaches a target.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from transformers import TrainerCallback
+
+from unlearnkit.methods.base import UnlearnTrainer
+from unlearnkit.methods.losses import answer_nll, token_js, token_kl
+from unlearnkit.methods.registry import register
+
+MIN_CLUSTER = 5
+
+
+def cluster_targets(desirable: list[dict]) -> dict[str, str]:
+    """{category: y*}: per category with ≥ 5 members, else the global cluster ("" key)."""
+    from unlearnkit.evaluation.embeddings import embed
+
+    vectors = embed([d["response"] for d in desirable])
+
+    def nearest_to_mean(idx):
+        mean = vectors[idx].mean(0)
+        return desirable[idx[int(np.argmax(vectors[idx] @ mean))]]["response"]
+
+    targets = {"": nearest_to_mean(list(range(len(desirable))))}
+    by_category: dict[str, list[int]] = {}
+    for i, d in enumerate(desirable):
+        by_category.setdefault(d.get("category", ""), []).append(i)
+    for category, idx in by_category.items():
+        if category and len(idx) >= MIN_CLUSTER:
+            targets[category] = nearest_to_mean(idx)
+    return targets
+
+
+class HarmfulRateStop(TrainerCallback):
+    """Every `every` steps: greedy answers to held-out forget prompts, judged; stop at the target."""
+
+    def __init__(self, tokenizer, prompts: list[str], judge, every: int, target: float, threshold: float = 0.5):
+        self.tokenizer, self.prompts, self.judge = tokenizer, prompts, judge
+        self.every, self.target, self.threshold = every, target, threshold
+        self.history: list[tuple[int, float]] = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not self.prompts or self.every <= 0 or state.global_step % self.every:
+            return
+        from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+
+        answers = generate_texts(model, self.tokenizer, self.prompts, GenerationSettings(max_new_tokens=48))
+        rate = float(np.mean([s >= self.threshold for s in self.judge.score(self.prompts, answers)]))
+        self.history.append((state.global_step, rate))
+        if rate <= self.target:
+            control.should_training_stop = True
+
+
+@register("emu")
+class EMUTrainer(UnlearnTrainer):
+    description = "Evaluative-model unlearning: judge-selected bad answers pushed away (bounded JS), pulled to the desirable cluster mean"
+    paper = "Chen et al. 2024, arXiv 2404.16841 (our reading of the abstract; see METHODS.md)"
+    needs_reference = True
+
+    @classmethod
+    def prepare(cls, model, tokenizer, forget, retain, args):
+        """Judge θ₀'s sampled answers (and the given ones); returns (bad dialogues, y* per dialogue, callbacks)."""
+        from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+        from unlearnkit.evaluation.judge import load_judge
+        from unlearnkit.methods.train import REFUSALS
+
+        judge = load_judge(args.emu_judge)
+        rng = random.Random(args.seed)
+        prompts = list({p["prompt"]: p for p in forget}.values())
+        rng.shuffle(prompts)
+        n_val = max(1, len(prompts) // 10) if len(prompts) >= 10 else 0
+        validation, train_prompts = prompts[:n_val], prompts[n_val:]
+        keep = {p["prompt"] for p in train_prompts}
+        asked = [p for p in train_prompts for _ in range(args.emu_samples)]
+        sampled = generate_texts(model, tokenizer, [p["prompt"] for p in asked],
+                                 GenerationSettings(max_new_tokens=64, do_sample=True, temperature=0.8, seed=args.seed))
+        dialogues = [{**p, "response": r} for p, r in zip(asked, sampled) if r.strip()]
+        dialogues += [p for p in forget if p["prompt"] in keep and p.get("response")]
+        scores = judge.score([d["prompt"] for d in dialogues], [d["response"] for d in dialogues])
+        bad = [d for d, s in zip(dialogues, scores) if s >= 0.5]
+        desirable = [d for d, s in zip(dialogues, scores) if s < 0.5]
+        desirable += [{**p, "response": REFUSALS[i % len(REFUSALS)]} for i, p in enumerate(train_prompts)]
+        if not bad:
+            bad = [p for p in forget if p["prompt"] in keep]  # nothing judged harmful: fall back to the given pairs
+        targets = cluster_targets(desirable)
+        positive = [targets.get(d.get("category", ""), targets[""]) for d in bad]
+        stop = HarmfulRateStop(tokenizer, [p["prompt"] for p in validation], judge, args.emu_eval_every, args.emu_target_rate)
+        return bad, positive, [stop]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        a = self.args
+        out = self.forward_groups(model, inputs, ["forget", "positive", "retain"])
+        ref = self.reference_forward(model, inputs, ["forget", "retain"])
+        js = token_js(ref["forget"].logits, out["forget"].logits, out["forget"].labels).mean()
+        pos = answer_nll(out["positive"].logits, out["positive"].labels).mean()
+        nor = token_kl(ref["retain"].logits, out["retain"].logits, out["retain"].labels).mean()
+        self.record(js=js, pos=pos, nor=nor)
+        return -a.emu_neg_weight * js + a.emu_pos_weight * pos + a.emu_nor_weight * nor
