@@ -58,14 +58,13 @@ def _read_config(path: str | None) -> dict:
 
 
 def _parse_set(items: list[str]) -> dict:
-    import yaml
-
+    """KEY=VALUE pairs; values stay text here and coerce_fields gives them their field's type."""
     out = {}
     for item in items:
         if "=" not in item:
             raise UnlearnkitError(f"--set {item}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        out[key.strip().replace("-", "_")] = value.strip()
     return out
 
 
@@ -108,25 +107,35 @@ def training_settings(ns: argparse.Namespace, method: str | None = None) -> tupl
 
 
 def coerce_fields(fields: dict) -> dict:
-    """YAML reads `5e-4` as text and users type `true`/`1`: convert to each field's declared type."""
+    """Give each value its UnlearnArguments field's type: --set values arrive as text, YAML reads
+    `5e-4` as text and `no` as False."""
     from unlearnkit.methods import UnlearnArguments
 
-    types = {f.name: (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)))
-             for f in dataclasses.fields(UnlearnArguments)}
+    def kinds(f):
+        text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        return {t.strip() for t in text.split("|")}
+
+    types = {f.name: kinds(f) for f in dataclasses.fields(UnlearnArguments)}
     out = {}
     for key, value in fields.items():
-        kind = types.get(key, "")
+        kind = types.get(key, set())
+        if isinstance(value, bool) and "bool" not in kind:
+            value = "no" if value is False else "yes"
         try:
-            if kind == "float" and not isinstance(value, bool):
-                value = float(value)
-            elif kind == "int" and not isinstance(value, bool):
-                value = int(value)
-            elif kind == "bool" and isinstance(value, str):
+            if isinstance(value, str) and value.lower() in ("none", "null") and "None" in kind:
+                value = None
+            elif "str" in kind or value is None:
+                pass
+            elif "bool" in kind and isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(value)
                 value = value.lower() in ("true", "1", "yes")
+            elif "int" in kind and not isinstance(value, bool):
+                value = int(value)
+            elif "float" in kind and not isinstance(value, bool):
+                value = float(value)
         except (TypeError, ValueError):
-            raise UnlearnkitError(f"setting {key}={value!r}: expected a {kind}") from None
+            raise UnlearnkitError(f"setting {key}={value!r}: expected {' or '.join(sorted(kind))}") from None
         out[key] = value
     return out
 
@@ -135,9 +144,9 @@ def make_arguments(fields: dict, work: Path):
     from unlearnkit.methods import UnlearnArguments, get_method
 
     get_method(fields["method"])  # unknown method: clear error before any work
+    settings = {"disable_tqdm": not sys.stderr.isatty(), "save_strategy": "steps", **coerce_fields(fields)}
     try:
-        return UnlearnArguments(output_dir=str(work / "checkpoints"), disable_tqdm=not sys.stderr.isatty(),
-                                save_strategy="steps", **coerce_fields(fields))
+        return UnlearnArguments(output_dir=str(work / "checkpoints"), **settings)
     except (TypeError, ValueError) as exc:
         raise UnlearnkitError(f"bad training setting: {exc}") from None
 
@@ -193,11 +202,14 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     start = time.time()
     trainer = build_trainer(model, tokenizer, forget, retain, args, callbacks=[JsonlLogCallback(work / "train_log.jsonl")])
     trainer.train(resume_from_checkpoint=latest_checkpoint(work) if resume else None)
-    if trainer.negate_after:
+    main_process = trainer.is_world_process_zero()
+    if trainer.negate_after and main_process:
         trained = trainer.accelerator.unwrap_model(trainer.model)
         trained.save_pretrained(work / "harmful") if args.lora else save_model(trained, tokenizer, work / "harmful")
     model = finish(trainer, base_dir=None if args.lora else _base_dir(model_name))
-    save_model(model, tokenizer, work / "model")
+    if main_process:
+        save_model(model, tokenizer, work / "model")
+    trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
                "final": history[-1] if history else {}}

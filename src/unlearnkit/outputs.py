@@ -16,6 +16,11 @@ from pathlib import Path
 from unlearnkit.errors import UnlearnkitError
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch (RANK is set by both), or a plain process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def partial_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".partial")
@@ -38,9 +43,14 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bo
 
 @contextlib.contextmanager
 def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False):
-    """Yield the working folder; on success it becomes `out` (replacing it only with overwrite)."""
-    check_output_dir(out, overwrite, resume)
+    """Yield the working folder; on success it becomes `out` (replacing it only with overwrite).
+    Under a multi-process launch only rank 0 checks, cleans and renames; the others just work in it."""
     out, partial = Path(out), partial_path(out)
+    if not is_main_process():
+        partial.mkdir(parents=True, exist_ok=True)
+        yield partial
+        return
+    check_output_dir(out, overwrite, resume)
     if partial.exists() and not resume:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
@@ -57,6 +67,8 @@ def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = F
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    if not is_main_process():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
