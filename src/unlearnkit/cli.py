@@ -296,7 +296,19 @@ def cmd_eval(ns) -> int:
     model, tokenizer = load_model(ns.model)
     base = load_model(ns.base) if ns.base else None
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
+    probes = [p.strip() for p in (ns.probe or "").split(",") if p.strip()]
+    from unlearnkit.evaluation.probes import PROBES, run_probes
+
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown:
+        raise UnlearnkitError(f"unknown probe {unknown[0]}: choose from {', '.join(PROBES)}")
+    relearn = _load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
+    if "relearn" in probes and relearn is None:
+        raise UnlearnkitError("--probe relearn needs harmful prompt/answer pairs: pass --relearn-data FILE")
     result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
+    if probes:
+        result["metrics"]["probes"] = run_probes(probes, model, tokenizer, [p["prompt"] for p in sets.harmful], judge,
+                                                 settings, ns.threshold, relearn)
     meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
             "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
     with output_dir(ns.out, ns.overwrite) as work:
@@ -395,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-cache", action="store_true", help="generate afresh instead of reusing cached answers")
+    p.add_argument("--probe", help="comma-separated robustness probes: relearn, quantize, jailbreak")
+    p.add_argument("--relearn-data", help="harmful prompt/answer pairs the relearn probe fine-tunes on (k = 8)")
     _eval_flags(p)
     p.set_defaults(func=cmd_eval)
 

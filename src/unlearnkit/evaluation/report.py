@@ -136,6 +136,13 @@ def write_evaluation(out: Path, result: dict, model_name: str = "model", base_na
               "![harmful rate vs normal quality](tradeoff.png)", "",
               "## Harmful rate by category", "", "![per-category harmful rate](categories.png)", "",
               "## Judge scores", "", "![judge score histogram](judge_scores.png)", ""]
+    probes = result["metrics"].get("probes")
+    if probes:
+        report += ["## Robustness probes", "", "| probe | harmful rate |", "|---|---|"]
+        for name, found in probes.items():
+            rates = {k: v for k, v in found.items() if isinstance(v, dict) and "value" in v}
+            report += [f"| {name}{'' if k == 'harmful_rate' else ' / ' + k} | {fmt(v)} |" for k, v in rates.items()]
+        report.append("")
     if meta:
         report += ["## Settings", "", "```json", json.dumps(meta, indent=2), "```", ""]
     write_text_atomic(out / "report.md", "\n".join(report))

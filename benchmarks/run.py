@@ -1,0 +1,211 @@
+"""unlearnkit benchmarks: one JSON object per line, {"name", "value", "unit", ...}.
+
+    python benchmarks/run.py [--quick]
+
+Each measurement runs in a fresh subprocess so that its peak RSS is its own. Names:
+- matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
+- train_mfu_full/_lora  SKU stage-1 steps on the default model: achieved model FLOP/s ÷ peak
+                        (full: 6·N per trained token + 2·N per reference token; LoRA: 4·N per trained
+                        token, its own bound, since frozen weights need no weight gradients)
+- generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
+- peer_step_time_ratio  our SKU step ÷ the same step as a plain loop in the style of Yao et al.'s
+                        public code (a forward pass per term, reference model as a full copy)
+- peer_memory_ratio     peak RSS of ours ÷ the plain loop's, full fine-tuning
+- lora_ref_memory_ratio peak RSS of a LoRA method with a reference model (NPO) ÷ RSS of the
+                        process holding one model copy
+- demo_seconds          `unlearnkit demo` end to end (quick: --max-steps 2)
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.abspath(__file__)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_matmul(quick):
+    import torch
+
+    n, best = 2048, float("inf")
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3 if quick else 10):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return {"name": "matmul_peak_gflops", "value": round(2 * n ** 3 / best / 1e9, 1), "unit": "GFLOP/s",
+            "threads": torch.get_num_threads()}
+
+
+def _sku_batches(tokenizer, steps, batch_size=4):
+    from unlearnkit.data import GroupCollator, UnlearnDataset
+    from unlearnkit.demo import demo_sets
+
+    forget, retain, _ = demo_sets(0)
+    ds = UnlearnDataset(tokenizer, forget, retain, max_length=128, mismatch_pool="forget", mismatch_k=1, seed=0)
+    collate = GroupCollator(tokenizer.pad_token_id)
+    return [collate([ds[(s * batch_size + i) % len(ds)] for i in range(batch_size)]) for s in range(steps)]
+
+
+def _tokens(batch, groups):
+    return sum(int(batch[f"{g}_attention_mask"].sum()) for g in groups)
+
+
+def measure_train(mode, quick):
+    """Steps of our SKU trainer (mode full/lora) or of the plain peer loop (mode peer)."""
+    import torch
+
+    from unlearnkit.methods import UnlearnArguments, build_trainer
+    from unlearnkit.methods.losses import answer_nll, token_kl
+    from unlearnkit.models import load_model
+
+    before = rss_mb()
+    model, tokenizer = load_model("default")
+    one_copy = rss_mb() - before
+    n_params = sum(p.numel() for p in model.parameters())
+    steps = 3 if quick else 8
+    batches = _sku_batches(tokenizer, steps + 1)
+    args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=(mode == "lora"), mismatch_k=1,
+                            learning_rate=2e-5, max_steps=steps, save_strategy="no", disable_tqdm=True)
+    trainer = build_trainer(model, tokenizer, [{"prompt": "x", "response": "y"}], None, args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    if mode == "peer":  # Yao et al.'s loop: separate passes per term, θ₀ as a full second copy
+        import copy
+
+        ref = copy.deepcopy(model).eval().requires_grad_(False)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
+
+        def step(batch):
+            def run(m, g):
+                return m(input_ids=batch[f"{g}_input_ids"], attention_mask=batch[f"{g}_attention_mask"]).logits
+
+            gd = answer_nll(run(model, "forget"), batch["forget_labels"]).mean()
+            rd = answer_nll(run(model, "mismatch"), batch["mismatch_labels"]).mean()
+            with torch.no_grad():
+                ref_logits = run(ref, "retain")
+            kl = token_kl(ref_logits, run(model, "retain"), batch["retain_labels"])
+            loss = 2.5 * gd + 2.5 * rd - torch.clamp(kl, max=5.0).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    else:
+        model = trainer.model
+        model.train()
+
+        def step(batch):
+            loss = trainer.compute_loss(model, batch)
+            loss.backward()
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad()
+
+    step(batches[0])  # warm-up
+    start, trained, referenced = time.perf_counter(), 0, 0
+    for batch in batches[1:]:
+        step(batch)
+        trained += _tokens(batch, ["forget", "mismatch", "retain"])
+        referenced += _tokens(batch, ["retain"])
+    seconds = time.perf_counter() - start
+    per_token = 4 if mode == "lora" else 6
+    flops = per_token * n_params * trained + 2 * n_params * referenced
+    return {"step_seconds": seconds / steps, "tokens_per_s": trained / seconds, "flops_per_s": flops / seconds,
+            "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before}
+
+
+def measure_generate(quick):
+    from unlearnkit.data import load_demo
+    from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+    from unlearnkit.models import load_model
+
+    model, tokenizer = load_model("default")
+    prompts = [p["prompt"] for p in load_demo("normal")[:64]]
+    settings = GenerationSettings(max_new_tokens=64, batch_size=64)
+    generate_texts(model, tokenizer, prompts[:4], GenerationSettings(max_new_tokens=4))
+    start = time.perf_counter()
+    out = generate_texts(model, tokenizer, prompts, settings)
+    seconds = time.perf_counter() - start
+    new = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in out)
+    return {"name": "generate_tokens_per_s", "value": round(new / seconds, 1), "unit": "tokens/s",
+            "prompts": len(prompts), "batch_size": 64, "dtype": settings.dtype, "seconds": round(seconds, 1)}
+
+
+def measure_npo_lora_memory(quick):
+    from unlearnkit.data import load_demo
+    from unlearnkit.methods import UnlearnArguments, build_trainer
+    from unlearnkit.models import load_model
+
+    before = rss_mb()
+    model, tokenizer = load_model("default")
+    one_copy = rss_mb()
+    args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="npo", max_steps=2 if quick else 4,
+                            per_device_train_batch_size=4, max_length=128, save_strategy="no", disable_tqdm=True)
+    trainer = build_trainer(model, tokenizer, load_demo("harmful")[:16], load_demo("normal")[:16], args)
+    trainer.remove_callback(__import__("transformers").trainer_callback.PrinterCallback)
+    trainer.train()
+    return {"name": "lora_ref_memory_ratio", "value": round(rss_mb() / one_copy, 3), "unit": "ratio",
+            "peak_rss_mb": round(rss_mb()), "one_copy_process_rss_mb": round(one_copy), "before_load_mb": round(before)}
+
+
+def child(kind, quick):
+    import torch
+
+    torch.manual_seed(0)
+    result = {"matmul": measure_matmul, "generate": measure_generate, "npo_memory": measure_npo_lora_memory}.get(kind)
+    out = result(quick) if result else measure_train(kind, quick)
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(kind, quick):
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, HERE, "--child", kind] + (["--quick"] if quick else []),
+                          capture_output=True, text=True, env=env)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"benchmark {kind} failed:\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child")
+    parser.add_argument("--skip-demo", action="store_true")
+    ns = parser.parse_args()
+    if ns.child:
+        return child(ns.child, ns.quick)
+    machine = {"cpus": os.cpu_count(), "platform": sys.platform}
+    peak = run_child("matmul", ns.quick)
+    print(json.dumps({**peak, **machine}), flush=True)
+    peak_flops = peak["value"] * 1e9
+    runs = {mode: run_child(mode, ns.quick) for mode in ("full", "lora", "peer")}
+    for mode in ("full", "lora"):
+        r = runs[mode]
+        print(json.dumps({"name": f"train_mfu_{mode}", "value": round(r["flops_per_s"] / peak_flops, 3), "unit": "fraction of matmul peak",
+                          "tokens_per_s": round(r["tokens_per_s"], 1), "step_seconds": round(r["step_seconds"], 2),
+                          "peak_rss_mb": round(r["peak_rss_mb"])}), flush=True)
+    print(json.dumps({"name": "peer_step_time_ratio", "value": round(runs["full"]["step_seconds"] / runs["peer"]["step_seconds"], 3),
+                      "unit": "ours / peer (lower is better)", "ours_s": round(runs["full"]["step_seconds"], 2),
+                      "peer_s": round(runs["peer"]["step_seconds"], 2), "mode": "full fine-tune, same model and batch"}), flush=True)
+    print(json.dumps({"name": "peer_memory_ratio", "value": round(runs["full"]["peak_rss_mb"] / runs["peer"]["peak_rss_mb"], 3),
+                      "unit": "ours / peer peak RSS", "ours_mb": round(runs["full"]["peak_rss_mb"]),
+                      "peer_mb": round(runs["peer"]["peak_rss_mb"])}), flush=True)
+    print(json.dumps(run_child("npo_memory", ns.quick)), flush=True)
+    print(json.dumps(run_child("generate", ns.quick)), flush=True)
+    if not ns.skip_demo:
+        out = tempfile.mkdtemp()
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "unlearnkit.cli", "demo", "--out", os.path.join(out, "demo"), "--overwrite"]
+                       + (["--max-steps", "2"] if ns.quick else []), check=True, capture_output=True)
+        print(json.dumps({"name": "demo_seconds", "value": round(time.perf_counter() - start, 1), "unit": "s",
+                          "quick": ns.quick}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
