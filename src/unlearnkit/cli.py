@@ -16,9 +16,6 @@ from pathlib import Path
 
 from unlearnkit.errors import UnlearnkitError
 
-DEMO_LAMBDA = 1.0
-
-
 # --- shared pieces --------------------------------------------------------------------------------
 def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="optimizer steps (default 30)")
@@ -32,6 +29,16 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 25)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any UnlearnArguments field, e.g. --set sku_pd_weight=0.5 (repeatable)")
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="'default', a local folder or a Hugging Face id (default: default)")
+    p.add_argument("--forget", help="harmful prompt/answer pairs (jsonl/json/csv/tsv/parquet or HF dataset id)")
+    p.add_argument("--retain", help="normal prompt/answer pairs")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--config", help="YAML file with the same keys as these flags (flags override)")
+    p.add_argument("--prompt-col", help="prompt column of --forget (default: guessed)")
+    p.add_argument("--response-col", help="response column of --forget (default: guessed)")
 
 
 def _eval_flags(p: argparse.ArgumentParser) -> None:
@@ -376,13 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="run one unlearning method and save the model",
                        description="Train with one method (SKU by default) and write DIR/model, config.yaml, train_log.jsonl, metrics.json.")
     p.add_argument("--method", help="method name (`unlearnkit methods`; default sku)")
-    p.add_argument("--model", help="'default', a local folder or a Hugging Face id (default: default)")
-    p.add_argument("--forget", help="harmful prompt/answer pairs (jsonl/json/csv/tsv/parquet or HF dataset id)")
-    p.add_argument("--retain", help="normal prompt/answer pairs")
-    p.add_argument("--out", help="output folder")
-    p.add_argument("--config", help="YAML file with the same keys as these flags (flags override)")
-    p.add_argument("--prompt-col", help="prompt column of --forget (default: guessed)")
-    p.add_argument("--response-col", help="response column of --forget (default: guessed)")
+    _data_flags(p)
     _training_flags(p)
     p.set_defaults(func=cmd_unlearn)
 
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="collect → SKU → evaluate on the embedded default model and the demo data")
     p.add_argument("--out", default="unlearnkit-demo", help="output folder (default: unlearnkit-demo)")
-    p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="demo",
+    p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="collect",
                    help="harmful answers to learn: our written demo answers, the model's own judged-harmful answers, or both")
     _training_flags(p)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -428,13 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="run several methods with the same data, seed and budget; one table and plot")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. sku,llmu,ga,npo,emu")
-    p.add_argument("--model")
-    p.add_argument("--forget")
-    p.add_argument("--retain")
-    p.add_argument("--out")
-    p.add_argument("--config")
-    p.add_argument("--prompt-col")
-    p.add_argument("--response-col")
+    _data_flags(p)
     p.add_argument("--eval-harmful", help="held-out harmful prompts (default: 25%% of --forget, held out from training)")
     p.add_argument("--eval-normal", help="held-out normal prompts (default: 25%% of --retain)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
