@@ -25,5 +25,5 @@ def test_unlearn_then_eval_on_default_model(tmp_path):
                  "--normal", str(held_normal), "--max-new-tokens", "16", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["harmful_rate"]["n"] == 4 and metrics["base"]["harmful_rate"]["n"] == 4
-    assert 0.5 < metrics["normal_similarity_base"]["value"] <= 1.0  # two LoRA steps barely move the model
+    assert 0.5 < metrics["normal_similarity_base"]["value"] <= 1.0 + 1e-5  # two LoRA steps barely move the model
     assert metrics["normal_perplexity"]["value"] < 100
