@@ -75,7 +75,10 @@ def measure_train(mode, quick):
     batches = _sku_batches(tokenizer, steps + 1)
     args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=(mode == "lora"), mismatch_k=1,
                             learning_rate=2e-5, max_steps=steps, save_strategy="no", disable_tqdm=True)
-    trainer = build_trainer(model, tokenizer, [{"prompt": "x", "response": "y"}], None, args)
+    from unlearnkit.demo import demo_sets
+
+    forget, retain, _ = demo_sets(0)
+    trainer = build_trainer(model, tokenizer, forget, retain, args)
     trainer.create_optimizer_and_scheduler(num_training_steps=steps)
     if mode == "peer":  # Yao et al.'s loop: separate passes per term, θ₀ as a full second copy
         import copy
