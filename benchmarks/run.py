@@ -11,8 +11,9 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
 - peer_step_time_ratio  our SKU step ÷ the same step as a plain loop in the style of Yao et al.'s
                         public code (a forward pass per term, reference model as a full copy)
 - peer_memory_ratio     peak RSS of ours ÷ the plain loop's, full fine-tuning
-- lora_ref_memory_ratio peak RSS of a LoRA method with a reference model (NPO) ÷ RSS of the
-                        process holding one model copy
+- lora_ref_memory_ratio peak RSS of a LoRA method with a reference model (NPO) ÷ the same
+                        steps of a LoRA method without one (SimNPO): what the reference costs
+                        (RSS after loading is no measure of one copy: safetensors weights are mmap'd)
 - demo_seconds          `unlearnkit demo` end to end (quick: --max-steps 2)
 """
 
@@ -139,29 +140,30 @@ def measure_generate(quick):
             "prompts": len(prompts), "batch_size": 64, "dtype": settings.dtype, "seconds": round(seconds, 1)}
 
 
-def measure_npo_lora_memory(quick):
+def measure_lora_memory(method, quick):
+    """Peak RSS of a few LoRA steps of `method` (npo: reference model; simnpo: none) on the same data."""
     from unlearnkit.data import load_demo
     from unlearnkit.methods import UnlearnArguments, build_trainer
     from unlearnkit.models import load_model
 
-    before = rss_mb()
     model, tokenizer = load_model("default")
-    one_copy = rss_mb()
-    args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="npo", max_steps=2 if quick else 4,
+    args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method=method, max_steps=2 if quick else 4,
                             per_device_train_batch_size=4, max_length=128, save_strategy="no", disable_tqdm=True)
     trainer = build_trainer(model, tokenizer, load_demo("harmful")[:16], load_demo("normal")[:16], args)
     trainer.remove_callback(__import__("transformers").trainer_callback.PrinterCallback)
     trainer.train()
-    return {"name": "lora_ref_memory_ratio", "value": round(rss_mb() / one_copy, 3), "unit": "ratio",
-            "peak_rss_mb": round(rss_mb()), "one_copy_process_rss_mb": round(one_copy), "before_load_mb": round(before)}
+    return {"peak_rss_mb": rss_mb()}
 
 
 def child(kind, quick):
     import torch
 
     torch.manual_seed(0)
-    result = {"matmul": measure_matmul, "generate": measure_generate, "npo_memory": measure_npo_lora_memory}.get(kind)
-    out = result(quick) if result else measure_train(kind, quick)
+    if kind.startswith("memory-"):
+        out = measure_lora_memory(kind[len("memory-"):], quick)
+    else:
+        result = {"matmul": measure_matmul, "generate": measure_generate}.get(kind)
+        out = result(quick) if result else measure_train(kind, quick)
     print("RESULT " + json.dumps(out))
 
 
@@ -199,7 +201,10 @@ def main():
     print(json.dumps({"name": "peer_memory_ratio", "value": round(runs["full"]["peak_rss_mb"] / runs["peer"]["peak_rss_mb"], 3),
                       "unit": "ours / peer peak RSS", "ours_mb": round(runs["full"]["peak_rss_mb"]),
                       "peer_mb": round(runs["peer"]["peak_rss_mb"])}), flush=True)
-    print(json.dumps(run_child("npo_memory", ns.quick)), flush=True)
+    with_ref, without = run_child("memory-npo", ns.quick), run_child("memory-simnpo", ns.quick)
+    print(json.dumps({"name": "lora_ref_memory_ratio", "value": round(with_ref["peak_rss_mb"] / without["peak_rss_mb"], 3),
+                      "unit": "peak RSS, NPO (reference = adapter disabled) / SimNPO (no reference), LoRA",
+                      "npo_mb": round(with_ref["peak_rss_mb"]), "simnpo_mb": round(without["peak_rss_mb"])}), flush=True)
     print(json.dumps(run_child("generate", ns.quick)), flush=True)
     if not ns.skip_demo:
         out = tempfile.mkdtemp()
