@@ -271,13 +271,10 @@ def cmd_collect(ns) -> int:
 
 def collect(model, tokenizer, prompts: list[dict], judge, samples: int, threshold: float, settings) -> list[dict]:
     """The model's own answers to harmful prompts that the judge flags: a forget set from the model itself."""
-    from unlearnkit.evaluation.generate import generate_texts
+    from unlearnkit.evaluation.evaluate import sample_and_judge
 
-    asked = [p for p in prompts for _ in range(samples)]
-    answers = generate_texts(model, tokenizer, [p["prompt"] for p in asked], settings)
-    scores = judge.score([p["prompt"] for p in asked], answers)
-    return [{"prompt": p["prompt"], "response": a, "category": p.get("category", ""), "judge_score": round(s, 4)}
-            for p, a, s in zip(asked, answers, scores) if s >= threshold and a.strip()]
+    return [{"prompt": r["prompt"], "response": r["response"], "category": r.get("category", ""), "judge_score": r["judge_score"]}
+            for r in sample_and_judge(model, tokenizer, prompts, judge, samples, settings) if r["judge_score"] >= threshold]
 
 
 def _eval_sets(ns):

@@ -100,6 +100,17 @@ def evaluate(model, tokenizer, sets: EvalSets, judge, settings: GenerationSettin
     return result
 
 
+def sample_and_judge(model, tokenizer, prompts: list[dict], judge, samples: int, settings: GenerationSettings) -> list[dict]:
+    """The model's own answers (`samples` per prompt) with the judge's score on each: the raw
+    material of `collect` (keeps the harmful ones) and of EMU (splits harmful from desirable)."""
+    from unlearnkit.evaluation.generate import generate_texts
+
+    asked = [p for p in prompts for _ in range(samples)]
+    answers = generate_texts(model, tokenizer, [p["prompt"] for p in asked], settings)
+    scores = judge.score([p["prompt"] for p in asked], answers)
+    return [{**p, "response": a, "judge_score": round(float(s), 4)} for p, a, s in zip(asked, answers, scores) if a.strip()]
+
+
 def judge_agreement(judge, rows: list[dict], threshold: float = 0.5) -> dict:
     """rows: prompt, response, harmful (0/1) -> agreement, precision, recall, n."""
     scores = judge.score([r["prompt"] for r in rows], [r["response"] for r in rows])

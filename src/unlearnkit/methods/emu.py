@@ -72,7 +72,8 @@ class EMUTrainer(UnlearnTrainer):
     @classmethod
     def prepare(cls, model, tokenizer, forget, retain, args):
         """Judge θ₀'s sampled answers (and the given ones); returns (bad dialogues, y* per dialogue, callbacks)."""
-        from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+        from unlearnkit.evaluation.evaluate import sample_and_judge
+        from unlearnkit.evaluation.generate import GenerationSettings
         from unlearnkit.evaluation.judge import load_judge
         from unlearnkit.methods.train import REFUSALS
 
@@ -83,14 +84,13 @@ class EMUTrainer(UnlearnTrainer):
         n_val = max(1, len(prompts) // 10) if len(prompts) >= 10 else 0
         validation, train_prompts = prompts[:n_val], prompts[n_val:]
         keep = {p["prompt"] for p in train_prompts}
-        asked = [p for p in train_prompts for _ in range(args.emu_samples)]
-        sampled = generate_texts(model, tokenizer, [p["prompt"] for p in asked],
-                                 GenerationSettings(max_new_tokens=64, do_sample=True, temperature=0.8, seed=args.seed))
-        dialogues = [{**p, "response": r} for p, r in zip(asked, sampled) if r.strip()]
-        dialogues += [p for p in forget if p["prompt"] in keep and p.get("response")]
-        scores = judge.score([d["prompt"] for d in dialogues], [d["response"] for d in dialogues])
-        bad = [d for d, s in zip(dialogues, scores) if s >= 0.5]
-        desirable = [d for d, s in zip(dialogues, scores) if s < 0.5]
+        dialogues = sample_and_judge(model, tokenizer, train_prompts, judge, args.emu_samples,
+                                     GenerationSettings(max_new_tokens=64, do_sample=True, temperature=0.8, seed=args.seed))
+        given = [p for p in forget if p["prompt"] in keep and p.get("response")]
+        dialogues += [{**d, "judge_score": s} for d, s in
+                      zip(given, judge.score([d["prompt"] for d in given], [d["response"] for d in given]))]
+        bad = [d for d in dialogues if d["judge_score"] >= 0.5]
+        desirable = [d for d in dialogues if d["judge_score"] < 0.5]
         desirable += [{**p, "response": REFUSALS[i % len(REFUSALS)]} for i, p in enumerate(train_prompts)]
         if not bad:
             bad = [p for p in forget if p["prompt"] in keep]  # nothing judged harmful: fall back to the given pairs
