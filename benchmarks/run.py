@@ -74,13 +74,6 @@ def measure_train(mode, quick):
     n_params = sum(p.numel() for p in model.parameters())
     steps = 3 if quick else 8
     batches = _sku_batches(tokenizer, steps + 1)
-    args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=(mode == "lora"), mismatch_k=1,
-                            learning_rate=2e-5, max_steps=steps, save_strategy="no", disable_tqdm=True)
-    from unlearnkit.demo import demo_sets
-
-    forget, retain, _ = demo_sets(0)
-    trainer = build_trainer(model, tokenizer, forget, retain, args)
-    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
     if mode == "peer":  # Yao et al.'s loop: separate passes per term, θ₀ as a full second copy
         import copy
 
@@ -100,7 +93,14 @@ def measure_train(mode, quick):
             loss.backward()
             opt.step()
             opt.zero_grad()
-    else:
+    else:  # ours; built only here, so the peer process holds exactly its own two copies
+        from unlearnkit.demo import demo_sets
+
+        forget, retain, _ = demo_sets(0)
+        args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=(mode == "lora"), mismatch_k=1,
+                                learning_rate=2e-5, max_steps=steps, save_strategy="no", disable_tqdm=True)
+        trainer = build_trainer(model, tokenizer, forget, retain, args)
+        trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         model = trainer.model
         model.train()
 
