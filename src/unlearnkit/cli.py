@@ -80,14 +80,14 @@ _FLAG_TO_FIELD = {"max_steps": "max_steps", "batch_size": "per_device_train_batc
 _RUN_KEYS = ("model", "forget", "retain", "out", "prompt_col", "response_col")
 
 
-def training_settings(ns: argparse.Namespace, method: str | None = None) -> tuple[dict, dict]:
-    """(run settings, UnlearnArguments fields) from config file < CLI flags < --set."""
+def training_settings(ns: argparse.Namespace, method: str | None = None, defaults: dict | None = None) -> tuple[dict, dict]:
+    """(run settings, UnlearnArguments fields) from defaults < config file < CLI flags < --set."""
     from unlearnkit.methods import UnlearnArguments
 
     config = _read_config(getattr(ns, "config", None))
     run = {k: config.pop(k) for k in list(config) if k in _RUN_KEYS}
-    fields = {"method": method or config.pop("method", None) or getattr(ns, "method", None) or "sku",
-              "max_steps": 30, "per_device_train_batch_size": 4}
+    fields = {"max_steps": 30, "per_device_train_batch_size": 4, **(defaults or {})}
+    fields["method"] = method or config.pop("method", None) or getattr(ns, "method", None) or fields.get("method", "sku")
     aliases = {"batch_size": "per_device_train_batch_size", "lr": "learning_rate", "lambda": "negation_scale",
                "full": "full"}
     for key, value in config.items():
@@ -97,11 +97,13 @@ def training_settings(ns: argparse.Namespace, method: str | None = None) -> tupl
             fields[field] = getattr(ns, flag)
     if getattr(ns, "full", None):
         fields["full"] = True
-    fields.update(_parse_set(getattr(ns, "set", [])))
+    overrides = _parse_set(getattr(ns, "set", []))
+    fields.update(overrides)
     if str(fields.pop("full", False)).lower() in ("true", "1", "yes"):
         fields["lora"] = False
-    if not fields.get("lora", True) and "learning_rate" not in fields:
-        fields["learning_rate"] = 2e-5
+    user_lr = getattr(ns, "lr", None) is not None or {"lr", "learning_rate"} & (set(config) | set(overrides))
+    if not fields.get("lora", True) and not user_lr:
+        fields["learning_rate"] = 2e-5  # the default rates are LoRA rates
     known = {f.name for f in dataclasses.fields(UnlearnArguments)}
     unknown = sorted(set(fields) - known)
     if unknown:

@@ -32,7 +32,7 @@ def demo_sets(seed: int):
 
 
 def run_demo(ns) -> int:
-    from unlearnkit.cli import _parse_set, collect, train_into
+    from unlearnkit.cli import collect, train_into, training_settings
     from unlearnkit.evaluation.evaluate import evaluate
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
@@ -41,14 +41,7 @@ def run_demo(ns) -> int:
     from unlearnkit.outputs import output_dir
 
     start = time.time()
-    fields = dict(DEMO_DEFAULTS)
-    for flag, field in (("max_steps", "max_steps"), ("batch_size", "per_device_train_batch_size"), ("lr", "learning_rate"),
-                        ("negation_scale", "negation_scale"), ("seed", "seed"), ("save_steps", "save_steps")):
-        if getattr(ns, flag, None) is not None:
-            fields[field] = getattr(ns, flag)
-    if ns.full:
-        fields.update(lora=False, learning_rate=fields.get("learning_rate", 2e-5))
-    fields.update(_parse_set(ns.set))
+    _, fields = training_settings(ns, defaults=DEMO_DEFAULTS)
     seed = fields.get("seed", 0)
     forget_written, retain, sets = demo_sets(seed)
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
