@@ -28,12 +28,15 @@ class Generations:
 
 
 def generate_all(model, tokenizer, sets: EvalSets, settings: GenerationSettings, use_cache: bool = True) -> Generations:
+    """One generation call for all three sets: one bf16 copy of the model, batches across sets."""
     cache = GenerationCache(cache_root(), model_fingerprint(model)) if use_cache else None
-    out, total = {}, 0
-    for name in ("harmful", "normal", "safe"):
-        texts, n = generate_cached(model, tokenizer, [p["prompt"] for p in getattr(sets, name)], settings, cache)
-        out[name], total = texts, total + n
-    return Generations(**out, generated=total)
+    names = ("harmful", "normal", "safe")
+    prompts = [[p["prompt"] for p in getattr(sets, name)] for name in names]
+    texts, generated = generate_cached(model, tokenizer, [p for group in prompts for p in group], settings, cache)
+    out, start = {}, 0
+    for name, group in zip(names, prompts):
+        out[name], start = texts[start:start + len(group)], start + len(group)
+    return Generations(**out, generated=generated)
 
 
 def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold: float = 0.5,
