@@ -199,7 +199,7 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     Returns (model, tokenizer, summary)."""
     import yaml
 
-    from unlearnkit.methods import build_trainer, finish
+    from unlearnkit.methods import unlearn
     from unlearnkit.methods.train import JsonlLogCallback
     from unlearnkit.models import load_model, save_model
     from unlearnkit.outputs import write_text_atomic
@@ -209,14 +209,11 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     model, tokenizer = load_model(model_name)
     start = time.time()
-    trainer = build_trainer(model, tokenizer, forget, retain, args, callbacks=[JsonlLogCallback(work / "train_log.jsonl")])
-    trainer.train(resume_from_checkpoint=latest_checkpoint(work) if resume else None)
-    main_process = trainer.is_world_process_zero()
-    if trainer.negate_after and main_process:
-        trained = trainer.accelerator.unwrap_model(trainer.model)
-        trained.save_pretrained(work / "harmful") if args.lora else save_model(trained, tokenizer, work / "harmful")
-    model = finish(trainer, base_dir=None if args.lora else _base_dir(model_name))
-    if main_process:
+    model, trainer = unlearn(model, tokenizer, forget, retain, args,
+                             base_dir=None if args.lora else _base_dir(model_name),
+                             callbacks=[JsonlLogCallback(work / "train_log.jsonl")],
+                             resume=(latest_checkpoint(work) or False) if resume else False, harmful_dir=work / "harmful")
+    if trainer.is_world_process_zero():
         save_model(model, tokenizer, work / "model")
     trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
     history = [h for h in trainer.state.log_history if "loss" in h]

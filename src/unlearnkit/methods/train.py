@@ -93,7 +93,15 @@ def finish(trainer, base_dir: str | os.PathLike | None = None):
 
 
 def unlearn(model, tokenizer, forget, retain, args: UnlearnArguments, base_dir=None, positive=None,
-            callbacks=(), resume: bool = False):
+            callbacks=(), resume: bool | str = False, harmful_dir: str | os.PathLike | None = None):
+    """Train, then finish. `resume`: True (latest checkpoint) or a checkpoint path. `harmful_dir`:
+    where negation methods keep θ_h before negating (a LoRA adapter, or the full model), so the
+    task vector can be rescaled later without retraining."""
     trainer = build_trainer(model, tokenizer, forget, retain, args, positive, callbacks)
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=resume or None)
+    if harmful_dir is not None and trainer.negate_after and trainer.is_world_process_zero():
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        trained.save_pretrained(harmful_dir)
+        if not args.lora:
+            tokenizer.save_pretrained(harmful_dir)
     return finish(trainer, base_dir), trainer
