@@ -218,7 +218,7 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
-               "final": history[-1] if history else {}}
+               "processes": trainer.accelerator.num_processes, "final": history[-1] if history else {}}
     return model, tokenizer, summary
 
 

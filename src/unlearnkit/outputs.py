@@ -13,12 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from unlearnkit.distributed import is_main_process, wait_for_everyone
 from unlearnkit.errors import UnlearnkitError
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun / accelerate launch (RANK is set by both), or a plain process."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def partial_path(out: str | os.PathLike) -> Path:
@@ -44,16 +40,18 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bo
 @contextlib.contextmanager
 def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False):
     """Yield the working folder; on success it becomes `out` (replacing it only with overwrite).
-    Under a multi-process launch only rank 0 checks, cleans and renames; the others just work in it."""
+    Under a multi-process launch only rank 0 checks, cleans and renames; the others wait until it
+    has (a rank that created the folder first would make rank 0 refuse it as an unfinished run)."""
     out, partial = Path(out), partial_path(out)
     if not is_main_process():
-        partial.mkdir(parents=True, exist_ok=True)
+        wait_for_everyone()
         yield partial
         return
     check_output_dir(out, overwrite, resume)
     if partial.exists() and not resume:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
+    wait_for_everyone()
     try:
         yield partial
     except BaseException:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
+from unlearnkit.distributed import has_accelerator
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -67,6 +68,11 @@ class UnlearnArguments(TrainingArguments):
     emu_judge: str = field(default="default", metadata={"help": "judge that selects the dialogues and stops training"})
 
     def __post_init__(self):
+        if not has_accelerator():
+            # Say so to accelerate explicitly: only then does it set up a gloo process group when
+            # torchrun / `accelerate launch --multi_gpu` started several processes on a CPU machine
+            # (otherwise every rank silently trains on all the data alone), and allow bf16 autocast.
+            self.use_cpu = True
         super().__post_init__()
         if not self.negation_scale > 0:
             raise UnlearnkitError(f"--lambda must be > 0 (got {self.negation_scale}): the negation scale subtracts λ·τ")
