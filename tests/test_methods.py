@@ -265,3 +265,13 @@ def test_emu_early_stop_fires_at_target(tmp_path, tokenizer, pairs):
     tr.add_callback(stop)
     tr.train()
     assert tr.state.global_step == 2 and stop.history == [(2, 0.0)]
+
+
+def test_logits_are_computed_only_where_an_answer_token_is_predicted():
+    from unlearnkit.methods.base import answer_positions
+
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 7, 8, 9, -100]])
+    positions, aligned = answer_positions(labels)
+    # Row 0: positions 1 and 2 predict 5 and 6; row 1: positions 0..2 predict 7, 8, 9.
+    assert positions.tolist() == [[1, 2, 0, 0], [0, 1, 2, 0]]
+    assert aligned.tolist() == [[-100, 5, 6, -100], [-100, 7, 8, 9]]

@@ -9,12 +9,14 @@ copy in memory); under full fine-tuning a frozen copy, built only when the metho
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
 
+from unlearnkit.data.format import IGNORE
 from unlearnkit.distributed import has_accelerator
 from unlearnkit.errors import UnlearnkitError
 
@@ -116,19 +118,38 @@ class UnlearnTrainer(Trainer):
         return [key[: -len("_input_ids")] for key in inputs if key.endswith("_input_ids")]
 
     def forward_groups(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
-        """One forward pass over the named groups; returns {name: (logits, labels, outputs slice)}."""
+        """One forward pass over the named groups; returns {name: GroupOutput}.
+
+        Logits are computed only where a loss reads them: at the positions that predict an answer
+        token. Over a 49k vocabulary the logits of prompt and padding positions would cost more
+        memory and softmax time than several decoder layers. GroupOutput.logits is [B, K+1, V]
+        with row r's answer positions left-aligned, and GroupOutput.labels is realigned to match,
+        so the losses' usual shift-by-one pairs each logit with the token it predicts."""
         names = [n for n in names if f"{n}_input_ids" in inputs]
         ids = torch.cat([inputs[f"{n}_input_ids"] for n in names])
         mask = torch.cat([inputs[f"{n}_attention_mask"] for n in names])
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=output_hidden_states, use_cache=False)
-        result, start = {}, 0
-        for n in names:
-            size = inputs[f"{n}_input_ids"].shape[0]
-            part = slice(start, start + size)
-            hidden = tuple(h[part] for h in out.hidden_states) if output_hidden_states else None
-            result[n] = GroupOutput(out.logits[part], inputs[f"{n}_labels"], inputs[f"{n}_attention_mask"], hidden)
-            start += size
+        positions, labels = answer_positions(torch.cat([inputs[f"{n}_labels"] for n in names]))
+        keep = {"logits_to_keep": positions} if self._accepts_logits_to_keep(model) else {}
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=output_hidden_states, use_cache=False, **keep)
+        logits = out.logits
+        if logits.shape[1] != positions.shape[1]:  # an older model class that computes every position
+            logits = torch.take_along_dim(logits, positions[..., None], dim=1)
+        sizes = [inputs[f"{n}_input_ids"].shape[0] for n in names]
+        # split, not one slice per group: a slice's backward zero-fills a gradient the size of all the logits
+        chunks = zip(names, logits.split(sizes), labels.split(sizes),
+                     zip(*(h.split(sizes) for h in out.hidden_states)) if output_hidden_states else [None] * len(names))
+        result = {}
+        for n, group_logits, group_labels, hidden in chunks:
+            # Trim to this group's own longest answer, so that a group has the same shape whichever
+            # groups shared its forward pass (the reference pass may run it alone).
+            width = int((group_labels != IGNORE).sum(1).max()) + 1
+            result[n] = GroupOutput(group_logits[:, :width], group_labels[:, :width], inputs[f"{n}_attention_mask"], hidden)
         return result
+
+    def _accepts_logits_to_keep(self, model) -> bool:
+        base = self.accelerator.unwrap_model(model)
+        base = base.get_base_model() if self._is_peft(base) else base
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
 
     @torch.no_grad()
     def reference_forward(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
@@ -156,6 +177,25 @@ class UnlearnTrainer(Trainer):
         if not math.isfinite(float(loss)):
             raise NonFiniteLoss(self.state.global_step + 1, float(loss))
         return loss
+
+
+def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For labels [B, T] (IGNORE outside answers): the positions [B, K+1] whose logits a loss needs,
+    and labels [B, K+1] aligned to them under the shift-by-one convention.
+
+    Column j < K of row r is the j-th position that predicts an answer token (the last column and
+    a shorter row's tail point at position 0 and are ignored); labels[:, j + 1] is the token it predicts."""
+    predicts = labels[:, 1:] != IGNORE
+    counts = predicts.sum(1)
+    k = int(counts.max()) if labels.shape[0] else 0
+    # A stable sort on "not an answer" moves each row's answer positions to the front, in order.
+    order = torch.sort((~predicts).to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    valid = torch.arange(k, device=labels.device) < counts[:, None]
+    positions = torch.zeros(labels.shape[0], k + 1, dtype=torch.long, device=labels.device)
+    positions[:, :k] = torch.where(valid, order, 0)
+    aligned = torch.full_like(positions, IGNORE)
+    aligned[:, 1:] = torch.where(valid, labels.gather(1, order + 1), IGNORE)
+    return positions, aligned
 
 
 @dataclass

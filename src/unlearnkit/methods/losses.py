@@ -27,18 +27,25 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
+def _token_logprob(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(y_t | y_<t) at every position [B, T-1], and the answer mask.
+    log_softmax over the last (contiguous) dimension: cross_entropy wants the vocabulary in dimension
+    1, and transposing [B, T, V] for it costs a copy and a slow strided softmax over 49k entries."""
+    logits, labels, mask = _shift(logits, labels)
+    logp = F.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp, mask
+
+
 def answer_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed log-probability of each sequence's answer tokens, [B]."""
-    logits, labels, mask = _shift(logits, labels)
-    token_logp = -F.cross_entropy(logits.transpose(1, 2).float(), labels.clamp(min=0), reduction="none")
+    token_logp, mask = _token_logprob(logits, labels)
     return (token_logp * mask).sum(-1)
 
 
 def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ℓ(y|x): mean token negative log-likelihood of each sequence's answer, [B]."""
-    logits, labels, mask = _shift(logits, labels)
-    token_nll = F.cross_entropy(logits.transpose(1, 2).float(), labels.clamp(min=0), reduction="none")
-    return _masked_mean(token_nll, mask)
+    token_logp, mask = _token_logprob(logits, labels)
+    return _masked_mean(-token_logp, mask)
 
 
 def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
