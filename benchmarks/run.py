@@ -4,9 +4,12 @@
 
 Each measurement runs in a fresh subprocess so that its peak RSS is its own. Names:
 - matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
-- train_mfu_full/_lora  SKU stage-1 steps on the default model: achieved model FLOP/s ÷ peak
-                        (full: 6·N per trained token + 2·N per reference token; LoRA: 4·N per trained
-                        token, its own bound, since frozen weights need no weight gradients)
+- train_mfu_full/_lora  SKU stage-1 steps on the default model in fp32: achieved model FLOP/s ÷ the fp32
+                        peak (full: 6·N per trained token + 2·N per reference token; LoRA: 4·N per
+                        trained token, its own bound, since frozen weights need no weight gradients).
+                        Tokens are real tokens, not padding: the standard (PaLM) model-FLOPs count
+- train_mfu_*_bf16      the same steps under bf16 autocast (`--set bf16=true`), still ÷ the fp32 peak;
+                        `of_bf16_peak` divides by the bf16 matmul peak instead
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
 - peer_step_time_ratio  our SKU step ÷ the same step as a plain loop in the style of Yao et al.'s
                         public code (a forward pass per term, reference model as a full copy)
@@ -36,14 +39,17 @@ def rss_mb() -> float:
 def measure_matmul(quick):
     import torch
 
-    n, best = 2048, float("inf")
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3 if quick else 10):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return {"name": "matmul_peak_gflops", "value": round(2 * n ** 3 / best / 1e9, 1), "unit": "GFLOP/s",
-            "threads": torch.get_num_threads()}
+    def peak(dtype):
+        n, best = 2048, float("inf")
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        for _ in range(3 if quick else 10):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        return round(2 * n ** 3 / best / 1e9, 1)
+
+    return {"name": "matmul_peak_gflops", "value": peak(torch.float32), "unit": "GFLOP/s", "dtype": "float32",
+            "bf16_gflops": peak(torch.bfloat16), "threads": torch.get_num_threads()}
 
 
 def _sku_batches(tokenizer, steps, batch_size=4):
@@ -61,7 +67,7 @@ def _tokens(batch, groups):
 
 
 def measure_train(mode, quick):
-    """Steps of our SKU trainer (mode full/lora) or of the plain peer loop (mode peer)."""
+    """Steps of our SKU trainer (mode full/lora, -bf16 for autocast) or of the plain peer loop (mode peer)."""
     import torch
 
     from unlearnkit.methods import UnlearnArguments, build_trainer
@@ -97,16 +103,17 @@ def measure_train(mode, quick):
         from unlearnkit.demo import demo_sets
 
         forget, retain, _ = demo_sets(0)
-        args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=(mode == "lora"), mismatch_k=1,
-                                learning_rate=2e-5, max_steps=steps, save_strategy="no", disable_tqdm=True)
+        args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=mode.startswith("lora"), mismatch_k=1,
+                                bf16=mode.endswith("bf16"), learning_rate=2e-5, max_steps=steps, save_strategy="no",
+                                disable_tqdm=True)
         trainer = build_trainer(model, tokenizer, forget, retain, args)
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
-        model = trainer.model
+        model = trainer.accelerator.prepare(trainer.model)  # as Trainer.train does: this adds bf16 autocast
         model.train()
+        trainer.current_gradient_accumulation_steps = 1  # set per step by Trainer's own loop
 
         def step(batch):
-            loss = trainer.compute_loss(model, batch)
-            loss.backward()
+            trainer.training_step(model, batch)  # what Trainer runs: autocast, backward through accelerate
             trainer.optimizer.step()
             trainer.optimizer.zero_grad()
 
@@ -117,7 +124,7 @@ def measure_train(mode, quick):
         trained += _tokens(batch, ["forget", "mismatch", "retain"])
         referenced += _tokens(batch, ["retain"])
     seconds = time.perf_counter() - start
-    per_token = 4 if mode == "lora" else 6
+    per_token = 4 if mode.startswith("lora") else 6
     flops = per_token * n_params * trained + 2 * n_params * referenced
     return {"step_seconds": seconds / steps, "tokens_per_s": trained / seconds, "flops_per_s": flops / seconds,
             "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before}
@@ -189,12 +196,15 @@ def main():
     peak = run_child("matmul", ns.quick)
     print(json.dumps({**peak, **machine}), flush=True)
     peak_flops = peak["value"] * 1e9
-    runs = {mode: run_child(mode, ns.quick) for mode in ("full", "lora", "peer")}
-    for mode in ("full", "lora"):
+    runs = {mode: run_child(mode, ns.quick) for mode in ("full", "lora", "full-bf16", "lora-bf16", "peer")}
+    for mode in ("full", "lora", "full-bf16", "lora-bf16"):
         r = runs[mode]
-        print(json.dumps({"name": f"train_mfu_{mode}", "value": round(r["flops_per_s"] / peak_flops, 3), "unit": "fraction of matmul peak",
-                          "tokens_per_s": round(r["tokens_per_s"], 1), "step_seconds": round(r["step_seconds"], 2),
-                          "peak_rss_mb": round(r["peak_rss_mb"])}), flush=True)
+        line = {"name": f"train_mfu_{mode.replace('-', '_')}", "value": round(r["flops_per_s"] / peak_flops, 3),
+                "unit": "fraction of fp32 matmul peak", "tokens_per_s": round(r["tokens_per_s"], 1),
+                "step_seconds": round(r["step_seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"])}
+        if mode.endswith("bf16"):
+            line["of_bf16_peak"] = round(r["flops_per_s"] / (peak["bf16_gflops"] * 1e9), 3)
+        print(json.dumps(line), flush=True)
     print(json.dumps({"name": "peer_step_time_ratio", "value": round(runs["full"]["step_seconds"] / runs["peer"]["step_seconds"], 3),
                       "unit": "ours / peer (lower is better)", "ours_s": round(runs["full"]["step_seconds"], 2),
                       "peer_s": round(runs["peer"]["step_seconds"], 2), "mode": "full fine-tune, same model and batch"}), flush=True)

@@ -67,14 +67,13 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, two_pairs, method, fu
 
 
 def test_accumulation_checkpointing_and_bf16_pass_through(tmp_path, tiny_model_dir, two_pairs):
-    def run(name, batch, *settings):
-        extra = [arg for s in settings for arg in ("--set", s)]
+    def run(name, batch, *extra):
         assert main(unlearn_args(tiny_model_dir, two_pairs, tmp_path / name, "sku", batch, extra=extra)) == 0
         return trained(tmp_path / name)
 
     reference = run("plain", 2)
-    assert_same(reference, run("accumulated", 1, "gradient_accumulation_steps=2"))
-    assert_same(reference, run("checkpointed", 2, "activation_checkpointing=true"))
-    half = run("bf16", 2, "bf16=true")
+    assert_same(reference, run("accumulated", 1, "--set", "gradient_accumulation_steps=2"))
+    assert_same(reference, run("checkpointed", 2, "--set", "activation_checkpointing=true"))
+    half = run("bf16", 2, "--bf16")
     assert not all(torch.equal(reference[k], half[k]) for k in reference)  # autocast really ran in bf16...
     assert_same(reference, half, atol=5e-3)  # ...and trained the same way

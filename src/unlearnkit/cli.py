@@ -24,6 +24,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda", dest="negation_scale", type=float, help="negation scale λ for SKU / ft-negate (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--full", action="store_true", default=None, help="full fine-tuning instead of LoRA")
+    p.add_argument("--bf16", action="store_true", default=None,
+                   help="bf16 autocast: ~1.7x faster on GPUs and on CPUs with avx512_bf16/AMX, fp32 master weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 25)")
@@ -76,7 +78,8 @@ def _parse_set(items: list[str]) -> dict:
 
 
 _FLAG_TO_FIELD = {"max_steps": "max_steps", "batch_size": "per_device_train_batch_size", "lr": "learning_rate",
-                  "negation_scale": "negation_scale", "seed": "seed", "save_steps": "save_steps"}
+                  "negation_scale": "negation_scale", "seed": "seed", "save_steps": "save_steps",
+                  "bf16": "bf16"}
 _RUN_KEYS = ("model", "forget", "retain", "out", "prompt_col", "response_col")
 
 
