@@ -275,3 +275,10 @@ def test_logits_are_computed_only_where_an_answer_token_is_predicted():
     # Row 0: positions 1 and 2 predict 5 and 6; row 1: positions 0..2 predict 7, 8, 9.
     assert positions.tolist() == [[1, 2, 0, 0], [0, 1, 2, 0]]
     assert aligned.tolist() == [[-100, 5, 6, -100], [-100, 7, 8, 9]]
+
+
+def test_models_without_logits_to_keep_get_the_same_loss(tmp_path, tokenizer, pairs, monkeypatch):
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "sku", lora=False)
+    compact = loss_of(tr, batch)
+    monkeypatch.setattr(type(tr), "_accepts_logits_to_keep", lambda self, model: False)  # full logits, gathered after
+    assert loss_of(tr, batch) == pytest.approx(compact, rel=1e-5)
