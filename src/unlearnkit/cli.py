@@ -233,6 +233,7 @@ def _forget_retain(run: dict) -> tuple[list[dict], list[dict] | None]:
 
 # --- commands -------------------------------------------------------------------------------------
 def cmd_unlearn(ns) -> int:
+    from unlearnkit.distributed import is_main_process
     from unlearnkit.methods import get_method
     from unlearnkit.outputs import output_dir, write_text_atomic
 
@@ -247,7 +248,8 @@ def cmd_unlearn(ns) -> int:
         _, _, summary = train_into(work, run.get("model", "default"), forget, retain, fields, ns.resume,
                                    {k: run.get(k) for k in ("forget", "retain")})
         write_text_atomic(work / "metrics.json", json.dumps({"train": summary}, indent=2) + "\n")
-    print(f"unlearned model written to {run['out']}/model ({summary['steps']} steps, {summary['seconds']} s)")
+    if is_main_process():  # one line, not one per rank
+        print(f"unlearned model written to {run['out']}/model ({summary['steps']} steps, {summary['seconds']} s)")
     return 0
 
 
