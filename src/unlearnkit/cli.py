@@ -171,19 +171,6 @@ def _load_set(path, what: str, prompt_col=None, response_col=None, require_respo
     return load_pairs(path, prompt_col=prompt_col, response_col=response_col, require_response=require_response)
 
 
-def _base_dir(model_name: str) -> str:
-    """Folder holding the original weights (needed to negate a full fine-tune)."""
-    from unlearnkit.models import DEFAULT_MODEL, default_model_dir
-
-    if model_name == DEFAULT_MODEL:
-        return str(default_model_dir())
-    if Path(model_name).expanduser().is_dir():
-        return str(Path(model_name).expanduser())
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(model_name, local_files_only=True)
-
-
 def latest_checkpoint(work: Path) -> str | None:
     """Newest complete Trainer checkpoint; one cut short by a kill (no trainer_state.json yet) is dropped."""
     import shutil
@@ -204,7 +191,7 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
 
     from unlearnkit.methods import unlearn
     from unlearnkit.methods.train import JsonlLogCallback
-    from unlearnkit.models import load_model, save_model
+    from unlearnkit.models import load_model, model_dir, save_model
     from unlearnkit.outputs import write_text_atomic
 
     args = make_arguments(fields, work)
@@ -213,7 +200,7 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     model, tokenizer = load_model(model_name)
     start = time.time()
     model, trainer = unlearn(model, tokenizer, forget, retain, args,
-                             base_dir=None if args.lora else _base_dir(model_name),
+                             base_dir=None if args.lora else model_dir(model_name),
                              callbacks=[JsonlLogCallback(work / "train_log.jsonl")],
                              resume=(latest_checkpoint(work) or False) if resume else False, harmful_dir=work / "harmful")
     if trainer.is_world_process_zero():
@@ -258,10 +245,9 @@ def cmd_collect(ns) -> int:
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.models import load_model
-    from unlearnkit.outputs import write_text_atomic
+    from unlearnkit.outputs import check_output_dir, write_text_atomic
 
-    if Path(ns.out).exists() and not ns.overwrite:
-        raise UnlearnkitError(f"{ns.out} already exists: pass --overwrite to replace it, or choose another --out")
+    check_output_dir(ns.out, ns.overwrite)
     prompts = _load_set(ns.prompts, "prompts", ns.prompt_col, require_response=False) if ns.prompts else load_demo("harmful")
     judge = load_judge(ns.judge)
     model, tokenizer = load_model(ns.model)

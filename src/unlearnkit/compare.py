@@ -113,12 +113,12 @@ def _task_vector_source(base, harmful_dir: Path):
 
 
 def run_negate(ns) -> int:
-    from unlearnkit.cli import _base_dir, _load_set
+    from unlearnkit.cli import _load_set
     from unlearnkit.data import load_demo
     from unlearnkit.evaluation.evaluate import EvalSets, evaluate
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
-    from unlearnkit.models import load_model, save_model
+    from unlearnkit.models import load_model, model_dir, save_model
     from unlearnkit.negation import apply_task_vector, negate_checkpoints
     from unlearnkit.outputs import check_output_dir, output_dir, write_text_atomic
 
@@ -146,7 +146,7 @@ def run_negate(ns) -> int:
             if tau is not None:
                 model = apply_task_vector(copy.deepcopy(base), tau, lam)
             else:
-                model, _ = load_model(negate_checkpoints(_base_dir(ns.base), harmful_dir, work / f"lambda_{lam:g}", lam))
+                model, _ = load_model(negate_checkpoints(model_dir(ns.base), harmful_dir, work / f"lambda_{lam:g}", lam))
             result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer))
             metrics = result["metrics"]
             rows.append({"lambda": lam, **{k: metrics[k] for k in ("harmful_rate", QUALITY, "normal_perplexity") if k in metrics},

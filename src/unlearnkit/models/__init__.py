@@ -6,6 +6,7 @@ from unlearnkit.models.load import (
     default_model_dir,
     load_model,
     load_tokenizer,
+    model_dir,
     model_fingerprint,
     save_model,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "default_model_dir",
     "load_model",
     "load_tokenizer",
+    "model_dir",
     "model_fingerprint",
     "save_model",
 ]

@@ -81,6 +81,17 @@ def _resolve(name: str | os.PathLike) -> str:
     return name
 
 
+def model_dir(name: str | os.PathLike) -> Path:
+    """The local folder holding a model's weights: the default's cache, a folder, or a hub id's
+    snapshot in the local cache (full-fine-tune negation streams θ₀ from it)."""
+    source = _resolve(name)
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, local_files_only=True))
+
+
 def load_tokenizer(name: str | os.PathLike = DEFAULT_MODEL):
     from transformers import AutoTokenizer
 
