@@ -103,6 +103,7 @@ class UnlearnTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._ref_copy = None
+        self._keeps_logits = None
         self._terms: dict[str, list[float]] = {}
         if self.needs_reference and not self._is_peft(self.model):
             # Full fine-tuning: θ₀ must be kept aside. Copied once, before any step changes θ.
@@ -147,9 +148,11 @@ class UnlearnTrainer(Trainer):
         return result
 
     def _accepts_logits_to_keep(self, model) -> bool:
-        base = self.accelerator.unwrap_model(model)
-        base = base.get_base_model() if self._is_peft(base) else base
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
+        if self._keeps_logits is None:  # the model class does not change during a run: look once
+            base = self.accelerator.unwrap_model(model)
+            base = base.get_base_model() if self._is_peft(base) else base
+            self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._keeps_logits
 
     @torch.no_grad()
     def reference_forward(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
