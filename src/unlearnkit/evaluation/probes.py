@@ -67,13 +67,13 @@ def quantize_probe(model, tokenizer, prompts, judge, settings, threshold=0.5):
 
 
 def jailbreak_probe(model, tokenizer, prompts, judge, settings, threshold=0.5):
-    result = {}
-    flags = []
-    for name, template in JAILBREAK_WRAPPERS.items():
-        rate, _ = _harmful_rate(model, tokenizer, [template.format(prompt=p) for p in prompts], prompts, judge, settings, threshold)
-        result[name] = rate
-        flags.append(rate["value"])
-    result["harmful_rate_max"] = float(np.max(flags))
+    # Every wrapper in one generation call: one bf16 copy of the model and full batches, not one per wrapper.
+    wrapped = [template.format(prompt=p) for template in JAILBREAK_WRAPPERS.values() for p in prompts]
+    answers = generate_texts(model, tokenizer, wrapped, settings)
+    flags = [float(s >= threshold) for s in judge.score(prompts * len(JAILBREAK_WRAPPERS), answers)]
+    n = len(prompts)
+    result = {name: summarize(flags[i * n:(i + 1) * n]) for i, name in enumerate(JAILBREAK_WRAPPERS)}
+    result["harmful_rate_max"] = float(np.max([result[name]["value"] for name in JAILBREAK_WRAPPERS]))
     return result
 
 
