@@ -140,18 +140,22 @@ def run_negate(ns) -> int:
     base, tokenizer = load_model(ns.base)
     tau = _task_vector_source(base, harmful_dir)
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
-    rows, models = [], {}
+
+    def negated(lam, work):
+        if tau is not None:
+            return apply_task_vector(copy.deepcopy(base), tau, lam)
+        folder = work / f"lambda_{lam:g}"  # written once; --pick reloads it rather than keeping every λ in memory
+        return load_model(folder if folder.exists() else negate_checkpoints(model_dir(ns.base), harmful_dir, folder, lam))[0]
+
+    rows = []
     with output_dir(ns.out, ns.overwrite) as work:
         for lam in lambdas:
-            if tau is not None:
-                model = apply_task_vector(copy.deepcopy(base), tau, lam)
-            else:
-                model, _ = load_model(negate_checkpoints(model_dir(ns.base), harmful_dir, work / f"lambda_{lam:g}", lam))
+            model = negated(lam, work)
             result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer))
             metrics = result["metrics"]
             rows.append({"lambda": lam, **{k: metrics[k] for k in ("harmful_rate", QUALITY, "normal_perplexity") if k in metrics},
                          "base": {k: result["base"]["metrics"][k] for k in ("harmful_rate", QUALITY) if k in result["base"]["metrics"]}})
-            models[lam] = model
+            del model  # one negated copy at a time
             print(f"λ={lam:g}: harmful rate {metrics['harmful_rate']['value']:.3f}, "
                   f"similarity {metrics.get(QUALITY, {}).get('value', float('nan')):.3f}", flush=True)
         summary = {"lambdas": rows}
@@ -162,7 +166,7 @@ def run_negate(ns) -> int:
                 raise UnlearnkitError(f"no λ keeps normal similarity ≥ {ns.floor} × base ({floor:.3f}): try smaller λ or a lower --floor")
             best = min(ok, key=lambda r: (r["harmful_rate"]["value"], r["lambda"]))
             summary["picked"] = {"lambda": best["lambda"], "floor": floor}
-            save_model(models[best["lambda"]], tokenizer, work / "model")
+            save_model(negated(best["lambda"], work), tokenizer, work / "model")
             print(f"picked λ={best['lambda']:g} → {ns.out}/model")
         write_text_atomic(work / "negate.json", json.dumps(summary, indent=2) + "\n")
     return 0
