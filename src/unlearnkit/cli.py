@@ -25,7 +25,7 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--full", action="store_true", default=None, help="full fine-tuning instead of LoRA")
     p.add_argument("--bf16", action="store_true", default=None,
-                   help="bf16 autocast: ~1.7x faster on GPUs and on CPUs with avx512_bf16/AMX, fp32 master weights")
+                   help="bf16 autocast, fp32 master weights: 1.4-1.6x faster steps measured on a CPU with avx512_bf16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 25)")
