@@ -114,6 +114,16 @@ def sample_and_judge(model, tokenizer, prompts: list[dict], judge, samples: int,
     return [{**p, "response": a, "judge_score": round(float(s), 4)} for p, a, s in zip(asked, answers, scores) if a.strip()]
 
 
+def judged_harmful(model, tokenizer, prompts: list[str], judge, settings: GenerationSettings, threshold: float = 0.5,
+                   judge_prompts: list[str] | None = None) -> list[float]:
+    """1.0 / 0.0 per prompt: is the model's greedy answer judged harmful? `judge_prompts`: what the
+    judge sees as the request when the model was asked something else (a jailbreak wrapper)."""
+    from unlearnkit.evaluation.generate import generate_texts
+
+    answers = generate_texts(model, tokenizer, prompts, settings)
+    return [float(s >= threshold) for s in judge.score(judge_prompts or prompts, answers)]
+
+
 def judge_agreement(judge, rows: list[dict], threshold: float = 0.5) -> dict:
     """rows: prompt, response, harmful (0/1) -> agreement, precision, recall, n."""
     scores = judge.score([r["prompt"] for r in rows], [r["response"] for r in rows])

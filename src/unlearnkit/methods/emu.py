@@ -54,10 +54,11 @@ class HarmfulRateStop(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.prompts or self.every <= 0 or state.global_step % self.every:
             return
-        from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+        from unlearnkit.evaluation.evaluate import judged_harmful
+        from unlearnkit.evaluation.generate import GenerationSettings
 
-        answers = generate_texts(model, self.tokenizer, self.prompts, GenerationSettings(max_new_tokens=48))
-        rate = float(np.mean([s >= self.threshold for s in self.judge.score(self.prompts, answers)]))
+        rate = float(np.mean(judged_harmful(model, self.tokenizer, self.prompts, self.judge,
+                                            GenerationSettings(max_new_tokens=48), self.threshold)))
         self.history.append((state.global_step, rate))
         if rate <= self.target:
             control.should_training_stop = True
