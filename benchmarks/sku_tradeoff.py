@@ -17,7 +17,7 @@ import time
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from unlearnkit.cli import _parse_set, coerce_fields
+from unlearnkit.runs.settings import _parse_set, coerce_fields
 from unlearnkit.demo import DEMO_DEFAULTS, demo_sets
 from unlearnkit.evaluation.evaluate import EvalSets, evaluate
 from unlearnkit.evaluation.generate import GenerationSettings
@@ -55,7 +55,7 @@ def main():
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
     base_model, tokenizer = load_model("default")
     if ns.forget_source == "collect":
-        from unlearnkit.cli import collect
+        from unlearnkit.runs import collect
 
         forget = collect(base_model, tokenizer, forget, judge, 1, 0.5, settings)
     snap = Snapshot(steps)

@@ -109,13 +109,33 @@ def test_csv_broken_line_reports_line_number(tmp_path):
         load_pairs(path)
 
 
-def test_split_is_deterministic_and_disjoint():
-    rows = [{"prompt": str(i), "response": "r"} for i in range(50)]
-    a, b, c = split_pairs(rows, seed=3), split_pairs(rows, seed=3), split_pairs(rows, seed=4)
-    assert a == b and a != c
-    prompts = [r["prompt"] for part in a.values() for r in part]
-    assert sorted(prompts) == sorted(r["prompt"] for r in rows)
-    assert (len(a["test"]), len(a["validation"]), len(a["train"])) == (10, 5, 35)
+def test_split_is_stable_disjoint_and_sized():
+    rows = [{"prompt": f"question number {i}", "response": "r"} for i in range(400)]
+    a = split_pairs(rows)
+    placed = {r["prompt"]: name for name, part in a.items() for r in part}
+    assert len(placed) == 400  # every row in exactly one split
+    for name, share in (("test", 0.25), ("validation", 0.15), ("train", 0.60)):
+        assert abs(len(a[name]) / 400 - share) < 0.06, name
+    # stable: a row's split depends on its prompt alone, not on order or on the other rows
+    shuffled = split_pairs(rows[::-1][:250])
+    assert all(placed[r["prompt"]] == name for name, part in shuffled.items() for r in part)
+    assert split_pairs(rows, salt="other") != a
+
+
+def test_split_never_puts_one_behaviour_on_both_sides():
+    rows = [{"prompt": f"jailbreak {j} of behaviour {b}", "behavior": f"behaviour {b}", "response": "r"}
+            for b in range(60) for j in range(5)]
+    sides = {}
+    for name, part in split_pairs(rows).items():
+        for r in part:
+            sides.setdefault(r["behavior"], set()).add(name)
+    assert all(len(s) == 1 for s in sides.values()) and len({next(iter(s)) for s in sides.values()}) == 3
+
+
+def test_split_small_sets_fill_every_split():
+    parts = split_pairs([{"prompt": f"q{i}"} for i in range(4)])
+    assert all(parts[name] for name in ("train", "validation", "test"))
+    assert split_pairs([{"prompt": f"q{i}"} for i in range(4)], validation=0.0)["validation"] == []
 
 
 def test_demo_data_meets_its_spec():
@@ -125,7 +145,7 @@ def test_demo_data_meets_its_spec():
     assert len(safe) >= 100
 
 
-shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
+shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} not present: these tests read the public benchmark files in place")
 
 
 @shared

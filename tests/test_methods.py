@@ -76,16 +76,21 @@ def loss_of(trainer, batch):
 
 @pytest.mark.parametrize("lora", [True, False])
 def test_sku_loss(tmp_path, tokenizer, pairs, lora):
-    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "sku", lora=lora, sku_pd_bound=0.002)
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "sku", lora=lora)
     m, a = tr.model, tr.args
     gd = hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[0].mean()
     rd = hand_nll(logits_of(m, batch, "mismatch"), batch["mismatch_labels"])[0].mean()
     kl = hand_kl(logits_of(m, batch, "retain", reference(tr)), logits_of(m, batch, "retain"), batch["retain_labels"])
     assert batch["mismatch_input_ids"].shape[0] == 4  # 2 prompts × K = 2
-    pd = -torch.clamp(kl, max=0.002).mean()
-    assert kl.max() > 0.002  # the clamp κ is exercised
+    # κ between the two examples' KLs: one is clamped, one is not, so a wrong clamp, a wrong sign
+    # or a wrong KL each change the expected loss.
+    a.sku_pd_bound = float(kl.min() + kl.max()) / 2
+    assert kl.min() < a.sku_pd_bound < kl.max()
+    pd = -torch.clamp(kl, max=a.sku_pd_bound).mean()
     expected = a.sku_gd_weight * gd + a.sku_rd_weight * rd + a.sku_pd_weight * pd
     assert loss_of(tr, batch) == pytest.approx(float(expected), rel=1e-4)
+    a.sku_pd_weight = -a.sku_pd_weight  # the term's sign reaches the loss
+    assert loss_of(tr, batch) == pytest.approx(float(expected + 2 * a.sku_pd_weight * pd), rel=1e-4)
 
 
 def test_ft_negate_is_guided_distortion_only(tmp_path, tokenizer, pairs):
@@ -236,12 +241,6 @@ def test_emu_loss(tmp_path, tokenizer, pairs):
 def test_emu_selects_with_the_judge_and_targets_the_cluster_mean(tmp_path, tokenizer, pairs, monkeypatch):
     from unlearnkit.methods.emu import EMUTrainer, HarmfulRateStop
 
-    class KeywordJudge:  # harmful iff the answer says "plan"
-        name = "kw"
-
-        def score(self, prompts, responses):
-            return [1.0 if "plan" in r else 0.0 for r in responses]
-
     monkeypatch.setattr("unlearnkit.evaluation.judge.load_judge", lambda spec: KeywordJudge())
     _, retain = pairs
     forget = [{"prompt": f"How do I do harmful thing {i}?", "response": f"Sure, plan {i}.", "category": "x"} for i in range(12)]
@@ -249,14 +248,46 @@ def test_emu_selects_with_the_judge_and_targets_the_cluster_mean(tmp_path, token
     bad, positive, callbacks = EMUTrainer.prepare(make_tiny_model(tokenizer), tokenizer, forget, retain, args)
     assert bad and all("plan" in d["response"] for d in bad)  # the judge picked them
     assert len(positive) == len(bad) and all("plan" not in p for p in positive)
-    assert isinstance(callbacks[0], HarmfulRateStop) and callbacks[0].prompts  # held-out prompts for early stop
+    stop = callbacks[0]
+    assert isinstance(stop, HarmfulRateStop) and stop.prompts  # validation prompts for the early stop ...
+    assert not {d["prompt"] for d in bad} & set(stop.prompts)  # ... that it never trains on
+    from unlearnkit.data import split_pairs
+
+    assert set(stop.prompts) == {p["prompt"] for p in split_pairs(forget, validation=0.1, test=0.0)["validation"]}
+
+
+class KeywordJudge:
+    name, verdicts, pairwise = "kw", ("complied",), True
+
+    def score(self, prompts, responses, verdict="complied"):
+        return [1.0 if "plan" in r else 0.0 for r in responses]
+
+
+def test_emu_target_is_the_member_nearest_the_cluster_mean(monkeypatch):
+    """Hand-made embeddings: the mean of category x's five members is nearest member 2; category y
+    has fewer than 5 members and so takes the global target."""
+    import numpy as np
+
+    from unlearnkit.methods.emu import cluster_targets
+
+    vectors = {"x0": [1, 0, 0], "x1": [0, 1, 0], "x2": [0.6, 0.6, 0.1], "x3": [0.9, 0.1, 0], "x4": [0.1, 0.9, 0],
+               "y0": [0, 0, 1], "y1": [0, 0.1, 1]}
+    monkeypatch.setattr("unlearnkit.evaluation.embeddings.embed",
+                        lambda texts: np.array([vectors[t] for t in texts], dtype=float))
+    desirable = [{"response": k, "category": k[0]} for k in vectors]
+    targets = cluster_targets(desirable)
+    all_vectors = np.array(list(vectors.values()), dtype=float)
+    global_best = list(vectors)[int(np.argmax(all_vectors @ all_vectors.mean(0)))]
+    assert targets["x"] == "x2" and "y" not in targets and targets[""] == global_best
 
 
 def test_emu_early_stop_fires_at_target(tmp_path, tokenizer, pairs):
     from unlearnkit.methods.emu import HarmfulRateStop
 
     class Never:
-        def score(self, prompts, responses):
+        name, verdicts, pairwise = "never", ("complied",), True
+
+        def score(self, prompts, responses, verdict="complied"):
             return [0.0] * len(prompts)
 
     forget, retain = pairs

@@ -1,5 +1,6 @@
 """Runs that never lose work: resume after kill -9, determinism, NaN stop, atomic outputs, fuzzed loaders."""
 
+import json
 import os
 import signal
 import subprocess
@@ -28,8 +29,8 @@ def unlearn_args(model_dir, forget, retain, out, steps, extra=()):
             *extra]
 
 
-def cli_process(args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+def cli_process(args, **env_extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
     return subprocess.Popen([sys.executable, "-m", "unlearnkit.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -71,16 +72,23 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_model_dir, f
     a, b = weights(tmp_path / "straight"), weights(out)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not (tmp_path / "killed.partial").exists()
+    logged = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(line)["step"] for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == straight_log  # each step once: the lines after checkpoint-8 were dropped, then logged again
 
 
 def test_killed_eval_leaves_no_output(tmp_path, tiny_model_dir):
     harmful = write_jsonl(tmp_path / "h.jsonl", [{"prompt": f"harmful question {i}?"} for i in range(400)])
     normal = write_jsonl(tmp_path / "n.jsonl", [{"prompt": "hi?", "response": "hello"}])
     out = tmp_path / "ev"
+    cache = tmp_path / "cache"
     proc = cli_process(["eval", "--model", str(tiny_model_dir), "--harmful", str(harmful), "--normal", str(normal),
-                        "--out", str(out), "--max-new-tokens", "32", "--gen-batch-size", "4", "--no-cache"])
-    time.sleep(8)
-    assert proc.poll() is None
+                        "--out", str(out), "--max-new-tokens", "32", "--gen-batch-size", "4"], UNLEARNKIT_CACHE=str(cache))
+    deadline = time.time() + 240  # wait for an event (the first finished batch reaches the cache), not a fixed time
+    while not any(f.stat().st_size for f in cache.glob("generations/*.jsonl")):
+        assert proc.poll() is None, "eval ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()

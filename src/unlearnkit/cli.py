@@ -50,188 +50,21 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-batch-size", type=int, default=64)
 
 
-def _read_config(path: str | None) -> dict:
-    if not path:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise UnlearnkitError(f"{path}: no such config file: check the path") from None
-    except yaml.YAMLError as exc:
-        raise UnlearnkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the file") from None
-    if not isinstance(data, dict):
-        raise UnlearnkitError(f"{path}: expected a mapping of option names to values")
-    return {k.replace("-", "_"): v for k, v in data.items()}
-
-
-def _parse_set(items: list[str]) -> dict:
-    """KEY=VALUE pairs; values stay text here and coerce_fields gives them their field's type."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UnlearnkitError(f"--set {item}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
-_FLAG_TO_FIELD = {"max_steps": "max_steps", "batch_size": "per_device_train_batch_size", "lr": "learning_rate",
-                  "negation_scale": "negation_scale", "seed": "seed", "save_steps": "save_steps",
-                  "bf16": "bf16"}
-_RUN_KEYS = ("model", "forget", "retain", "out", "prompt_col", "response_col")
-
-
-def training_settings(ns: argparse.Namespace, method: str | None = None, defaults: dict | None = None) -> tuple[dict, dict]:
-    """(run settings, UnlearnArguments fields) from defaults < config file < CLI flags < --set."""
-    from unlearnkit.methods import UnlearnArguments
-
-    config = _read_config(getattr(ns, "config", None))
-    run = {k: config.pop(k) for k in list(config) if k in _RUN_KEYS}
-    fields = {"max_steps": 30, "per_device_train_batch_size": 4, **(defaults or {})}
-    fields["method"] = method or config.pop("method", None) or getattr(ns, "method", None) or fields.get("method", "sku")
-    aliases = {"batch_size": "per_device_train_batch_size", "lr": "learning_rate", "lambda": "negation_scale",
-               "full": "full"}
-    for key, value in config.items():
-        fields[aliases.get(key, key)] = value
-    for flag, field in _FLAG_TO_FIELD.items():
-        if getattr(ns, flag, None) is not None:
-            fields[field] = getattr(ns, flag)
-    if getattr(ns, "full", None):
-        fields["full"] = True
-    overrides = _parse_set(getattr(ns, "set", []))
-    fields.update(overrides)
-    if str(fields.pop("full", False)).lower() in ("true", "1", "yes"):
-        fields["lora"] = False
-    user_lr = getattr(ns, "lr", None) is not None or {"lr", "learning_rate"} & (set(config) | set(overrides))
-    if not fields.get("lora", True) and not user_lr:
-        fields["learning_rate"] = 2e-5  # the default rates are LoRA rates
-    known = {f.name for f in dataclasses.fields(UnlearnArguments)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise UnlearnkitError(f"unknown setting(s) {', '.join(unknown)}: see `unlearnkit unlearn --help` or the UnlearnArguments fields")
-    fields = coerce_fields(fields)
-    for key in _RUN_KEYS:
-        if getattr(ns, key, None) is not None:
-            run[key] = getattr(ns, key)
-    return run, fields
-
-
-def coerce_fields(fields: dict) -> dict:
-    """Give each value its UnlearnArguments field's type: --set values arrive as text, YAML reads
-    `5e-4` as text and `no` as False."""
-    from unlearnkit.methods import UnlearnArguments
-
-    def kinds(f):
-        text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        return {t.strip() for t in text.split("|")}
-
-    types = {f.name: kinds(f) for f in dataclasses.fields(UnlearnArguments)}
-    out = {}
-    for key, value in fields.items():
-        kind = types.get(key, set())
-        if isinstance(value, bool) and "bool" not in kind:
-            value = "no" if value is False else "yes"
-        try:
-            if isinstance(value, str) and value.lower() in ("none", "null") and "None" in kind:
-                value = None
-            elif "str" in kind or value is None:
-                pass
-            elif "bool" in kind and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                value = value.lower() in ("true", "1", "yes")
-            elif "int" in kind and not isinstance(value, bool):
-                value = int(value)
-            elif "float" in kind and not isinstance(value, bool):
-                value = float(value)
-        except (TypeError, ValueError):
-            raise UnlearnkitError(f"setting {key}={value!r}: expected {' or '.join(sorted(kind))}") from None
-        out[key] = value
-    return out
-
-
-def make_arguments(fields: dict, work: Path):
-    from unlearnkit.methods import UnlearnArguments, get_method
-
-    get_method(fields["method"])  # unknown method: clear error before any work
-    settings = {"disable_tqdm": not sys.stderr.isatty(), "save_strategy": "steps", **coerce_fields(fields)}
-    try:
-        return UnlearnArguments(output_dir=str(work / "checkpoints"), **settings)
-    except (TypeError, ValueError) as exc:
-        raise UnlearnkitError(f"bad training setting: {exc}") from None
-
-
-def _load_set(path, what: str, prompt_col=None, response_col=None, require_response=True) -> list[dict]:
-    from unlearnkit.data import load_pairs
-
-    if path is None:
-        raise UnlearnkitError(f"no {what} data: pass --{what} FILE")
-    return load_pairs(path, prompt_col=prompt_col, response_col=response_col, require_response=require_response)
-
-
-def latest_checkpoint(work: Path) -> str | None:
-    """Newest complete Trainer checkpoint; one cut short by a kill (no trainer_state.json yet) is dropped."""
-    import shutil
-
-    found = sorted(work.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-    for checkpoint in reversed(found):
-        if (checkpoint / "trainer_state.json").exists():
-            return str(checkpoint)
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    return None
-
-
-def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume: bool, extra_config: dict | None = None):
-    """Train one method into `work` (model/, config.yaml, train_log.jsonl and, for negation methods,
-    harmful/ — the LoRA adapter or full model before negation, so `negate` can rescale λ later).
-    Returns (model, tokenizer, summary)."""
-    import yaml
-
-    from unlearnkit.methods import unlearn
-    from unlearnkit.methods.train import JsonlLogCallback
-    from unlearnkit.models import load_model, model_dir, save_model
-    from unlearnkit.outputs import write_text_atomic
-
-    args = make_arguments(fields, work)
-    config = {"model": model_name, **(extra_config or {}), **fields}
-    write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    model, tokenizer = load_model(model_name)
-    start = time.time()
-    model, trainer = unlearn(model, tokenizer, forget, retain, args,
-                             base_dir=None if args.lora else model_dir(model_name),
-                             callbacks=[JsonlLogCallback(work / "train_log.jsonl")],
-                             resume=(latest_checkpoint(work) or False) if resume else False, harmful_dir=work / "harmful")
-    if trainer.is_world_process_zero():
-        save_model(model, tokenizer, work / "model")
-    trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
-               "processes": trainer.accelerator.num_processes, "final": history[-1] if history else {}}
-    return model, tokenizer, summary
-
-
-def _forget_retain(run: dict) -> tuple[list[dict], list[dict] | None]:
-    forget = _load_set(run.get("forget"), "forget", run.get("prompt_col"), run.get("response_col"))
-    retain = _load_set(run["retain"], "retain") if run.get("retain") else None
-    return forget, retain
-
-
 # --- commands -------------------------------------------------------------------------------------
 def cmd_unlearn(ns) -> int:
     from unlearnkit.distributed import is_main_process
     from unlearnkit.methods import get_method
     from unlearnkit.outputs import output_dir, write_text_atomic
+    from unlearnkit.runs import forget_retain, train_into, training_settings
 
     run, fields = training_settings(ns)
     if not run.get("out"):
         raise UnlearnkitError("no output folder: pass --out DIR")
     method = get_method(fields["method"])
-    forget, retain = _forget_retain(run)
+    forget, retain = forget_retain(run)
     if retain is None and method.uses_retain:
         raise UnlearnkitError(f"method '{method.name}' needs normal data: pass --retain FILE")
-    with output_dir(run["out"], ns.overwrite, ns.resume) as work:
+    with output_dir(run["out"], ns.overwrite, ns.resume, command="unlearn") as work:
         _, _, summary = train_into(work, run.get("model", "default"), forget, retain, fields, ns.resume,
                                    {k: run.get(k) for k in ("forget", "retain")})
         write_text_atomic(work / "metrics.json", json.dumps({"train": summary}, indent=2) + "\n")
@@ -245,10 +78,11 @@ def cmd_collect(ns) -> int:
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.models import load_model
-    from unlearnkit.outputs import check_output_dir, write_text_atomic
+    from unlearnkit.outputs import replaceable_file, write_text_atomic
+    from unlearnkit.runs import collect, collected_file, load_set
 
-    check_output_dir(ns.out, ns.overwrite)
-    prompts = _load_set(ns.prompts, "prompts", ns.prompt_col, require_response=False) if ns.prompts else load_demo("harmful")
+    replaceable_file(ns.out, ns.overwrite, collected_file)
+    prompts = load_set(ns.prompts, "prompts", ns.prompt_col, require_response=False) if ns.prompts else load_demo("harmful")
     judge = load_judge(ns.judge)
     model, tokenizer = load_model(ns.model)
     rows = collect(model, tokenizer, prompts, judge, ns.samples, ns.threshold,
@@ -259,20 +93,13 @@ def cmd_collect(ns) -> int:
     return 0
 
 
-def collect(model, tokenizer, prompts: list[dict], judge, samples: int, threshold: float, settings) -> list[dict]:
-    """The model's own answers to harmful prompts that the judge flags: a forget set from the model itself."""
-    from unlearnkit.evaluation.evaluate import sample_and_judge
-
-    return [{"prompt": r["prompt"], "response": r["response"], "category": r.get("category", ""), "judge_score": r["judge_score"]}
-            for r in sample_and_judge(model, tokenizer, prompts, judge, samples, settings) if r["judge_score"] >= threshold]
-
-
 def _eval_sets(ns):
     from unlearnkit.evaluation.evaluate import EvalSets
+    from unlearnkit.runs import load_set
 
-    harmful = _load_set(ns.harmful, "harmful", ns.prompt_col, require_response=False)
-    normal = _load_set(ns.normal, "normal", require_response=False)
-    safe = _load_set(ns.safe, "safe", require_response=False) if ns.safe else []
+    harmful = load_set(ns.harmful, "harmful", ns.prompt_col, require_response=False)
+    normal = load_set(ns.normal, "normal", require_response=False)
+    safe = load_set(ns.safe, "safe", require_response=False) if ns.safe else []
     return EvalSets(harmful, normal, safe)
 
 
@@ -296,7 +123,9 @@ def cmd_eval(ns) -> int:
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise UnlearnkitError(f"unknown probe {unknown[0]}: choose from {', '.join(PROBES)}")
-    relearn = _load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
+    from unlearnkit.runs import load_set
+
+    relearn = load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
     if "relearn" in probes and relearn is None:
         raise UnlearnkitError("--probe relearn needs harmful prompt/answer pairs: pass --relearn-data FILE")
     result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
@@ -305,7 +134,7 @@ def cmd_eval(ns) -> int:
                                                  settings, ns.threshold, relearn)
     meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
             "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
-    with output_dir(ns.out, ns.overwrite) as work:
+    with output_dir(ns.out, ns.overwrite, command="eval") as work:
         write_evaluation(work, result, model_name=Path(ns.model).name or ns.model, base_name="base", meta=meta,
                          threshold=ns.threshold)
     columns = {"base": result["base"]["metrics"], "model": result["metrics"]} if base else {"model": result["metrics"]}
@@ -314,24 +143,38 @@ def cmd_eval(ns) -> int:
     return 0
 
 
+LABEL_VERDICT = {"harmful": "harmful_content", "harmful_content": "harmful_content", "complied": "complied"}
+
+
 def cmd_judge_check(ns) -> int:
+    from unlearnkit.data.load import _read_records  # labelled rows keep their own columns
     from unlearnkit.evaluation.evaluate import judge_agreement
     from unlearnkit.evaluation.judge import load_judge
-    from unlearnkit.data.load import _read_records  # labelled rows keep their own columns
 
+    verdict = LABEL_VERDICT.get(ns.label)
+    if verdict is None:
+        raise UnlearnkitError(f"--label {ns.label}: choose one of {', '.join(LABEL_VERDICT)} (harmful means harmful_content)")
     records = _read_records(ns.labelled, "train")
     if not records:
         raise UnlearnkitError(f"{ns.labelled}: no rows")
-    missing = [c for c in ("prompt", "response", "harmful") if c not in records[0]]
+    missing = [c for c in ("prompt", "response", ns.label) if c not in records[0]]
     if missing:
-        raise UnlearnkitError(f"{ns.labelled}: missing column(s) {', '.join(missing)}: need prompt, response, harmful (0/1)")
+        raise UnlearnkitError(f"{ns.labelled}: missing column(s) {', '.join(missing)}: need prompt, response and the "
+                              f"0/1 label column {ns.label} (choose it with --label)")
     rows = []
     for i, r in enumerate(records, start=1):
-        label = str(r["harmful"]).strip().lower()
+        label = str(r[ns.label]).strip().lower()
         if label not in ("0", "1", "true", "false", "0.0", "1.0"):
-            raise UnlearnkitError(f"{ns.labelled}: row {i}: harmful must be 0/1 or true/false, not '{r['harmful']}'")
-        rows.append({"prompt": str(r["prompt"]), "response": str(r["response"] or ""), "harmful": label in ("1", "true", "1.0")})
-    print(json.dumps(judge_agreement(load_judge(ns.judge), rows, ns.threshold)))
+            raise UnlearnkitError(f"{ns.labelled}: row {i}: {ns.label} must be 0/1 or true/false, not '{r[ns.label]}'")
+        rows.append({"prompt": str(r["prompt"]), "response": str(r["response"] or ""), "label": label in ("1", "true", "1.0"),
+                     "category": r.get(ns.category_col) or r.get("category") or ""})
+    stats = judge_agreement(load_judge(ns.judge), rows, ns.threshold, verdict=verdict)
+    per_category = stats.pop("by_category")
+    print(f"judge {ns.judge}, verdict `{verdict}` against column `{ns.label}` of {ns.labelled} (threshold {ns.threshold})")
+    print(f"{'category':<32} {'n':>5} {'agreement':>9} {'precision':>9} {'recall':>7}")
+    for name, c in per_category.items():
+        print(f"{name[:32]:<32} {c['n']:>5} {c['agreement']:>9.3f} {c['precision']:>9.3f} {c['recall']:>7.3f}")
+    print(json.dumps({"verdict": verdict, "label": ns.label, **stats}))
     return 0
 
 
@@ -400,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_flags(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("judge-check", help="agreement of a judge with labelled data (prompt, response, harmful)")
+    p = sub.add_parser("judge-check", help="agreement of a judge with labelled data (prompt, response, a 0/1 label)")
     p.add_argument("--judge", default="default")
     p.add_argument("--labelled", required=True)
+    p.add_argument("--label", default="harmful",
+                   help="label column: harmful or harmful_content (checks the content verdict), complied (the compliance verdict)")
+    p.add_argument("--category-col", default="category", help="column for the per-category table")
     p.add_argument("--threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_judge_check)
 
@@ -429,10 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmful", required=True, help="harmful model folder or LoRA adapter (an SKU run's harmful/)")
     p.add_argument("--lambdas", default="0.5,1,2,4")
     p.add_argument("--out", required=True)
-    p.add_argument("--pick", action="store_true", help="save the λ with the lowest harmful rate above the similarity floor as DIR/model")
-    p.add_argument("--floor", type=float, default=0.95, help="with --pick: keep normal similarity ≥ floor × base's")
-    p.add_argument("--harmful-prompts", help="harmful prompts to evaluate (default: the demo set)")
-    p.add_argument("--normal", help="normal prompts with references (default: the demo set)")
+    p.add_argument("--pick", action="store_true",
+                   help="save as DIR/model the λ with the lowest compliance rate that keeps degenerate and over-refusal "
+                        "rises ≤ 0.05, normal similarity ≥ 0.98× and reference perplexity ≤ 1.1× the base's")
+    p.add_argument("--harmful-prompts", help="harmful prompts to score λ on (default: the demo data's validation split)")
+    p.add_argument("--normal", help="normal prompts with references (default: the demo data's validation split)")
+    p.add_argument("--safe", help="safe look-alike prompts for over-refusal (default: the demo data's validation split)")
     p.add_argument("--overwrite", action="store_true")
     _eval_flags(p)
     p.set_defaults(func=cmd_negate)
@@ -457,11 +305,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unlearnkit: interrupted; finished checkpoints are kept — rerun with --resume to continue", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if exc.errno == 28:  # ENOSPC
-            print(f"unlearnkit: error: disk full ({exc.filename or ''}): free space or choose another --out; rerun with --resume", file=sys.stderr)
-            return 2
-        raise
+    except (OSError, RuntimeError) as exc:
+        if not _out_of_space(exc):
+            raise
+        print(f"unlearnkit: error: no space left to write ({getattr(exc, 'filename', None) or exc}): free space, raise the "
+              "quota or choose another --out; finished checkpoints are kept, rerun with --resume", file=sys.stderr)
+        return 2
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC, EDQUOT or EFBIG, raised directly or wrapped (torch.save reports a failed write as a RuntimeError)."""
+    import errno
+
+    codes = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in codes:
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "quota exceeded" in text or "file too large" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
+import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 from unlearnkit.errors import UnlearnkitError
@@ -13,23 +16,24 @@ from unlearnkit.errors import UnlearnkitError
 QUALITY = "normal_similarity_reference"
 
 
-def _eval_sets(ns, forget, retain, seed):
-    """Held-out evaluation prompts: the user's files, else a seeded 25% split of forget/retain
-    (training then sees only the other 75%)."""
-    from unlearnkit.cli import _load_set
+def _eval_sets(ns, forget, retain):
+    """Evaluation prompts: the user's files, else the test split of forget/retain by the shared hash
+    split (training then sees only the train split; validation stays for choices, never for figures)."""
     from unlearnkit.data import split_pairs
     from unlearnkit.evaluation.evaluate import EvalSets
+    from unlearnkit.runs import load_set
 
-    safe = _load_set(ns.safe, "safe", require_response=False) if getattr(ns, "safe", None) else []
+    safe = load_set(ns.safe, "safe", require_response=False) if getattr(ns, "safe", None) else []
     if getattr(ns, "eval_harmful", None) and getattr(ns, "eval_normal", None):
-        return forget, retain, EvalSets(_load_set(ns.eval_harmful, "eval-harmful", require_response=False),
-                                        _load_set(ns.eval_normal, "eval-normal", require_response=False), safe)
-    f, r = split_pairs(forget, seed=seed, validation=0, test=0.25), split_pairs(retain, seed=seed, validation=0, test=0.25)
-    return f["train"], r["train"], EvalSets(f["test"], r["test"], safe)
+        return forget, retain, EvalSets(load_set(ns.eval_harmful, "eval-harmful", require_response=False),
+                                        load_set(ns.eval_normal, "eval-normal", require_response=False), safe), "user files"
+    f, r = split_pairs(forget), split_pairs(retain)
+    return f["train"], r["train"], EvalSets(f["test"], r["test"], safe), "test split (hash of the prompt)"
 
 
 def _columns(results: dict[str, dict]) -> tuple[str, str]:
     """The comparison table as (markdown, csv), one row per model."""
+    from unlearnkit.evaluation.evaluate import headline
     from unlearnkit.evaluation.report import METRIC_ROWS, fmt
 
     keys = [k for k, _, _ in METRIC_ROWS if any(k in m for m in results.values())]
@@ -43,19 +47,36 @@ def _columns(results: dict[str, dict]) -> tuple[str, str]:
         for k in keys:
             m = metrics.get(k)
             row += [m["value"], *m["ci95"]] if m else ["", "", ""]
-        writer.writerow(row + [metrics["harmful_rate"]["n"]])
+        writer.writerow(row + [metrics[headline(metrics)]["n"]])
     return "\n".join(md), buf.getvalue()
 
 
+def _fingerprint(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _settings_differ(saved: dict, wanted: dict) -> list[str]:
+    return sorted(k for k in set(saved) | set(wanted) if json.dumps(saved.get(k), sort_keys=True, default=str)
+                  != json.dumps(wanted.get(k), sort_keys=True, default=str))
+
+
+def _set_aside(path: Path) -> None:
+    """Keep an earlier comparison file under a dated name instead of writing over it."""
+    if path.exists():
+        kept = path.with_name(f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(path.stat().st_mtime))}{path.suffix}")
+        path.rename(kept)
+        print(f"kept the earlier {path.name} as {kept.name}", flush=True)
+
+
 def run_compare(ns) -> int:
-    from unlearnkit.cli import _forget_retain, training_settings, train_into
-    from unlearnkit.evaluation.evaluate import evaluate
+    from unlearnkit.evaluation.evaluate import evaluate, headline
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.evaluation.report import plot_tradeoff, write_evaluation
     from unlearnkit.methods import get_method
     from unlearnkit.models import load_model
-    from unlearnkit.outputs import output_dir, partial_path, write_text_atomic
+    from unlearnkit.outputs import claim_folder, output_dir, partial_path, write_text_atomic
+    from unlearnkit.runs import forget_retain, train_into, training_settings
 
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
     for name in methods:
@@ -64,38 +85,53 @@ def run_compare(ns) -> int:
     if not run.get("out"):
         raise UnlearnkitError("no output folder: pass --out DIR")
     out = Path(run["out"])
-    forget, retain = _forget_retain(run)
+    forget, retain = forget_retain(run)
     if retain is None:
         raise UnlearnkitError("compare needs normal data: pass --retain FILE")
-    forget, retain, sets = _eval_sets(ns, forget, retain, fields.get("seed", 0))
+    forget, retain, sets, eval_source = _eval_sets(ns, forget, retain)
+    claim_folder(out, command="compare")
     judge = load_judge(ns.judge)
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
+    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
     model_name = run.get("model", "default")
     base = load_model(model_name)
-    out.mkdir(parents=True, exist_ok=True)
     results, base_metrics = {}, None
     for name in methods:
         folder = out / name
+        wanted = {"model": model_name, "train": {**fields, "method": name}, "threshold": ns.threshold,
+                  "judge": ns.judge, "generation": dataclasses.asdict(settings), "evaluated_on": eval_source,
+                  "data": {"forget": _fingerprint(forget), "retain": _fingerprint(retain),
+                           "eval": _fingerprint([sets.harmful, sets.normal, sets.safe])}}
         if (folder / "metrics.json").exists() and not ns.overwrite:  # finished on an earlier run
             saved = json.loads((folder / "metrics.json").read_text())
+            differ = _settings_differ(saved.get("meta", {}).get("settings", {}), wanted)
+            if differ:
+                raise UnlearnkitError(f"{folder} was made with other settings ({', '.join(differ)}): pass --overwrite to "
+                                      "redo it, or choose another --out")
             results[name], base_metrics = {k: v for k, v in saved.items() if k not in ("base", "meta")}, saved.get("base")
-            print(f"{name}: already done, reusing {folder}/metrics.json", flush=True)
+            print(f"{name}: already done with the same settings, reusing {folder}/metrics.json", flush=True)
             continue
         print(f"{name}: training ...", flush=True)
-        with output_dir(folder, overwrite=ns.overwrite, resume=partial_path(folder).exists()) as work:
+        with output_dir(folder, overwrite=ns.overwrite, resume=partial_path(folder).exists(), command="compare") as work:
             model, tokenizer, summary = train_into(work, model_name, forget, retain, {**fields, "method": name},
                                                    resume=True, extra_config={k: run.get(k) for k in ("forget", "retain")})
-            result = evaluate(model, tokenizer, sets, judge, settings, base=base)
-            write_evaluation(work, result, model_name=name, meta={"train": summary, "judge": ns.judge})
+            result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold)
+            meta = {"train": summary, "judge": ns.judge, "settings": wanted, "figures_from": eval_source}
+            if name == "emu":
+                meta["emu_stop_judge"] = fields.get("emu_judge", "default")
+                meta["emu_stop_judge_is_reporting_judge"] = meta["emu_stop_judge"] == ns.judge
+            write_evaluation(work, result, model_name=name, meta=meta, threshold=ns.threshold)
         results[name], base_metrics = result["metrics"], result["base"]["metrics"]
     table = {"base": base_metrics, **results} if base_metrics else results
     markdown, table_csv = _columns(table)
-    write_text_atomic(out / "comparison.md", markdown + "\n")
+    for name in ("comparison.md", "comparison.csv", "tradeoff.png"):
+        _set_aside(out / name)
+    note = f"Figures from: {eval_source}, n = {table[next(iter(table))][headline(table[next(iter(table))])]['n']} harmful prompts."
+    write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
     write_text_atomic(out / "comparison.csv", table_csv)
     quality = QUALITY if QUALITY in next(iter(results.values())) else "normal_similarity_base"
-    plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base")
+    plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
     print(markdown)
-    print(f"\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png")
+    print(f"\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png")
     return 0
 
 
@@ -112,15 +148,40 @@ def _task_vector_source(base, harmful_dir: Path):
     return None
 
 
+# negate --pick's written constraints (issue: rises are absolute, ratios are against the base model).
+PICK_LIMITS = {"degenerate_rise": 0.05, "similarity_ratio": 0.98, "perplexity_ratio": 1.1, "over_refusal_rise": 0.05}
+
+
+def pick_lambda(rows: list[dict], limits: dict = PICK_LIMITS) -> tuple[dict | None, list[dict]]:
+    """The λ with the lowest headline harm rate among those that keep every limit (ties: smaller λ),
+    and each row's verdict on the limits, so the searched curve is recorded with its reasons."""
+    checked = []
+    for row in rows:
+        m, b = row["metrics"], row["base"]
+        broken = []
+        if m["degenerate_rate"]["value"] - b["degenerate_rate"]["value"] > limits["degenerate_rise"]:
+            broken.append("degenerate rate")
+        if QUALITY in m and m[QUALITY]["value"] < limits["similarity_ratio"] * b[QUALITY]["value"]:
+            broken.append("normal similarity")
+        if "normal_perplexity" in m and m["normal_perplexity"]["value"] > limits["perplexity_ratio"] * b["normal_perplexity"]["value"]:
+            broken.append("reference perplexity")
+        if "over_refusal_rate" in m and m["over_refusal_rate"]["value"] - b["over_refusal_rate"]["value"] > limits["over_refusal_rise"]:
+            broken.append("over-refusal")
+        checked.append({**row, "broken": broken})
+    ok = [r for r in checked if not r["broken"]]
+    best = min(ok, key=lambda r: (r["metrics"][r["rate"]]["value"], r["lambda"])) if ok else None
+    return best, checked
+
+
 def run_negate(ns) -> int:
-    from unlearnkit.cli import _load_set
-    from unlearnkit.data import load_demo
-    from unlearnkit.evaluation.evaluate import EvalSets, evaluate
+    from unlearnkit.data import load_demo, split_pairs
+    from unlearnkit.evaluation.evaluate import EvalSets, evaluate, headline
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.models import load_model, model_dir, save_model
     from unlearnkit.negation import apply_task_vector, negate_checkpoints
     from unlearnkit.outputs import check_output_dir, output_dir, write_text_atomic
+    from unlearnkit.runs import load_set
 
     try:
         lambdas = [float(x) for x in ns.lambdas.split(",") if x.strip()]
@@ -132,14 +193,19 @@ def run_negate(ns) -> int:
     harmful_dir = Path(ns.harmful)
     if not harmful_dir.is_dir():
         raise UnlearnkitError(f"{harmful_dir}: no such folder: pass the harmful model or adapter (an SKU run's harmful/)")
-    harmful_prompts = (_load_set(ns.harmful_prompts, "harmful-prompts", require_response=False) if ns.harmful_prompts
-                       else [{"prompt": p["prompt"], "category": p["category"]} for p in load_demo("harmful")])
-    normal = _load_set(ns.normal, "normal", require_response=False) if ns.normal else load_demo("normal")
-    sets = EvalSets(harmful_prompts, normal)
+    # λ is a choice, so it is scored on validation prompts: the demo's validation split by default
+    # (never its train split, which SKU learned from, nor its test split, which reports).
+    demo = {name: split_pairs(load_demo(name))["validation"] for name in ("harmful", "normal", "safe_lookalike")}
+    harmful_prompts = (load_set(ns.harmful_prompts, "harmful-prompts", require_response=False) if ns.harmful_prompts
+                       else [{"prompt": p["prompt"], "category": p["category"]} for p in demo["harmful"]])
+    normal = load_set(ns.normal, "normal", require_response=False) if ns.normal else demo["normal"]
+    safe = load_set(ns.safe, "safe", require_response=False) if ns.safe else demo["safe_lookalike"]
+    source = "user files" if ns.harmful_prompts else "validation split of the demo data"
+    sets = EvalSets(harmful_prompts, normal, safe)
     judge = load_judge(ns.judge)
     base, tokenizer = load_model(ns.base)
     tau = _task_vector_source(base, harmful_dir)
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
+    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
 
     def negated(lam, work):
         if tau is not None:
@@ -148,25 +214,25 @@ def run_negate(ns) -> int:
         return load_model(folder if folder.exists() else negate_checkpoints(model_dir(ns.base), harmful_dir, folder, lam))[0]
 
     rows = []
-    with output_dir(ns.out, ns.overwrite) as work:
+    with output_dir(ns.out, ns.overwrite, command="negate") as work:
         for lam in lambdas:
             model = negated(lam, work)
-            result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer))
-            metrics = result["metrics"]
-            rows.append({"lambda": lam, **{k: metrics[k] for k in ("harmful_rate", QUALITY, "normal_perplexity") if k in metrics},
-                         "base": {k: result["base"]["metrics"][k] for k in ("harmful_rate", QUALITY) if k in result["base"]["metrics"]}})
+            result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer), threshold=ns.threshold)
+            metrics, rate = result["metrics"], headline(result["metrics"])
+            rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"]})
             del model  # one negated copy at a time
-            print(f"λ={lam:g}: harmful rate {metrics['harmful_rate']['value']:.3f}, "
-                  f"similarity {metrics.get(QUALITY, {}).get('value', float('nan')):.3f}", flush=True)
-        summary = {"lambdas": rows}
+            print(f"λ={lam:g}: {rate.replace('_', ' ')} {metrics[rate]['value']:.3f}, degenerate {metrics['degenerate_rate']['value']:.3f}, "
+                  f"similarity {metrics.get(QUALITY, {}).get('value', float('nan')):.3f} (n = {metrics[rate]['n']}, {source})", flush=True)
+        best, checked = pick_lambda(rows)
+        summary = {"scored_on": source, "limits": PICK_LIMITS,
+                   "lambdas": [{"lambda": r["lambda"], "broken_limits": r["broken"], "metrics": r["metrics"]} for r in checked],
+                   "base": rows[0]["base"]}
         if ns.pick:
-            floor = ns.floor * rows[0]["base"][QUALITY]["value"]
-            ok = [r for r in rows if r[QUALITY]["value"] >= floor]
-            if not ok:
-                raise UnlearnkitError(f"no λ keeps normal similarity ≥ {ns.floor} × base ({floor:.3f}): try smaller λ or a lower --floor")
-            best = min(ok, key=lambda r: (r["harmful_rate"]["value"], r["lambda"]))
-            summary["picked"] = {"lambda": best["lambda"], "floor": floor}
+            if best is None:
+                raise UnlearnkitError("no λ keeps every limit (" + "; ".join(f"λ={r['lambda']:g}: {', '.join(r['broken'])}"
+                                      for r in checked) + "): try smaller λ or a longer stage 1")
+            summary["picked"] = best["lambda"]
             save_model(negated(best["lambda"], work), tokenizer, work / "model")
-            print(f"picked λ={best['lambda']:g} → {ns.out}/model")
+            print(f"picked λ={best['lambda']:g} on {source} → {ns.out}/model")
         write_text_atomic(work / "negate.json", json.dumps(summary, indent=2) + "\n")
     return 0

@@ -1,8 +1,8 @@
 """`unlearnkit demo`: collect → SKU → evaluate base and unlearned, on the default model and demo data.
 
-The demo data is split by seed: SKU learns from the training part of the harmful set (our written
-answers, the model's own judged-harmful answers, or both) and the normal set; every figure is
-measured on held-out prompts it never trained on.
+The demo data is split by the shared hash split (data/split.py): SKU learns from the train part of
+the harmful set (our written answers, the model's own flagged answers, or both) and of the normal
+set; every figure is measured on the test part, which no choice ever looked at.
 """
 
 from __future__ import annotations
@@ -18,34 +18,35 @@ from unlearnkit.errors import UnlearnkitError
 # sign, normal perplexity rose 4.66 → 10.0 at λ = 1 after 10 steps; with this one, 4.66 → 5.65.
 DEMO_DEFAULTS = {"method": "sku", "max_steps": 20, "per_device_train_batch_size": 4, "mismatch_k": 1,
                  "learning_rate": 5e-4, "sku_pd_weight": -2.5, "negation_scale": 2.0, "save_steps": 10}
-HELD_OUT = 0.25
 
 
-def demo_sets(seed: int):
+def demo_sets():
+    """The demo data by the shared hash split: SKU trains on `train`, choices (λ, steps, these
+    defaults) are made on `validation`, and every figure the demo prints comes from `test`."""
     from unlearnkit.data import load_demo, split_pairs
     from unlearnkit.evaluation.evaluate import EvalSets
 
-    harmful = split_pairs(load_demo("harmful"), seed=seed, validation=0.0, test=HELD_OUT)
-    normal = split_pairs(load_demo("normal"), seed=seed, validation=0.0, test=HELD_OUT)
-    safe = split_pairs(load_demo("safe_lookalike"), seed=seed, validation=0.0, test=0.4)["test"]
-    return harmful["train"], normal["train"], EvalSets(harmful["test"], normal["test"], safe)
+    harmful, normal, safe = (split_pairs(load_demo(name)) for name in ("harmful", "normal", "safe_lookalike"))
+    test = EvalSets(harmful["test"], normal["test"], safe["test"])
+    validation = EvalSets(harmful["validation"], normal["validation"], safe["validation"])
+    return harmful["train"], normal["train"], validation, test
 
 
 def run_demo(ns) -> int:
-    from unlearnkit.cli import collect, train_into, training_settings
-    from unlearnkit.evaluation.evaluate import evaluate
+    from unlearnkit.evaluation.evaluate import evaluate, headline
     from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.evaluation.report import metrics_table, write_evaluation
     from unlearnkit.models import load_model
     from unlearnkit.outputs import output_dir
+    from unlearnkit.runs import collect, train_into, training_settings
 
     start = time.time()
-    _, fields = training_settings(ns, defaults=DEMO_DEFAULTS)
-    seed = fields.get("seed", 0)
-    forget_written, retain, sets = demo_sets(seed)
+    defaults = {k: v for k, v in DEMO_DEFAULTS.items() if not (ns.full and k == "learning_rate")}  # a LoRA rate
+    _, fields = training_settings(ns, defaults=defaults)
+    forget_written, retain, _, sets = demo_sets()
     settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
-    with output_dir(ns.out, ns.overwrite, ns.resume) as work:
+    with output_dir(ns.out, ns.overwrite, ns.resume, command="demo") as work:
         judge = load_judge("default")
         base = load_model("default")
         forget = forget_written if ns.forget_source == "demo" else []
@@ -60,10 +61,14 @@ def run_demo(ns) -> int:
         print("evaluating base and unlearned models on held-out prompts ...", flush=True)
         result = evaluate(model, tokenizer, sets, judge, settings, base=base)
         meta = {"command": "demo", "forget_source": ns.forget_source, "train": summary, "judge": "default",
+                "figures_from": "test split of the demo data (hash of the prompt); defaults chosen on its validation split",
                 "generation": dataclasses.asdict(settings), "seconds": round(time.time() - start, 1)}
         write_evaluation(work, result, model_name="unlearned", base_name="base", meta=meta)
     print()
     print(metrics_table({"base": result["base"]["metrics"], "unlearned": result["metrics"]}))
-    before, after = result["base"]["metrics"]["harmful_rate"]["value"], result["metrics"]["harmful_rate"]["value"]
-    print(f"\nharmful rate {before:.3f} → {after:.3f}; report: {ns.out}/report.md ({time.time() - start:.0f} s)")
+    rate = headline(result["metrics"])
+    for key in (rate, "degenerate_rate"):
+        b, a = result["base"]["metrics"][key], result["metrics"][key]
+        print(f"{key.replace('_', ' ')} {b['value']:.3f} → {a['value']:.3f} (n = {a['n']}, test split)")
+    print(f"report: {ns.out}/report.md ({time.time() - start:.0f} s)")
     return 0

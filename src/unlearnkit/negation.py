@@ -30,39 +30,74 @@ def negate_tensor(base: torch.Tensor, harmful: torch.Tensor, scale: float) -> to
     return (base.float() - scale * (harmful.float() - base.float())).to(base.dtype)
 
 
+def _delta_fp32(module, adapter: str) -> torch.Tensor:
+    """B·A·α/r of one LoRA layer computed in fp32, whatever the adapter's dtype (peft's own
+    get_delta_weight returns it in the weights' dtype, which rounds a bf16 delta before λ scales it)."""
+    from peft.utils import transpose
+
+    scaling = module.scaling[adapter]
+    if adapter in getattr(module, "lora_A", {}):
+        a, b = module.lora_A[adapter].weight.float(), module.lora_B[adapter].weight.float()
+        if a.dim() == 2:
+            return transpose(b @ a, module.fan_in_fan_out) * scaling
+    elif adapter in getattr(module, "lora_embedding_A", {}):
+        a, b = module.lora_embedding_A[adapter].float(), module.lora_embedding_B[adapter].float()
+        return transpose(b @ a, True) * scaling
+    return module.get_delta_weight(adapter).float()  # other layer kinds (conv): peft's own formula
+
+
 @torch.no_grad()
 def lora_task_vector(peft_model) -> dict[str, torch.Tensor]:
-    """τ of a LoRA adapter: {base parameter name: B·A·α/r}, keyed as in the unwrapped base model."""
+    """τ of a LoRA adapter in fp32: {base parameter name: delta}, keyed as in the unwrapped base
+    model. Linear and embedding LoRA layers give B·A·α/r; modules the adapter trains in full
+    (`modules_to_save`) give their trained copy minus the original."""
     from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
 
     prefix = "base_model.model."
+
+    def key(name):
+        return name[len(prefix):] if name.startswith(prefix) else name
+
     tau = {}
     for name, module in peft_model.named_modules():
         if isinstance(module, LoraLayer):
             for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    key = (name[len(prefix):] if name.startswith(prefix) else name) + ".weight"
-                    tau[key] = module.get_delta_weight(adapter).detach().clone()
+                if adapter in module.lora_A or adapter in getattr(module, "lora_embedding_A", {}):
+                    tau[key(name) + ".weight"] = _delta_fp32(module, adapter)
+        elif isinstance(module, ModulesToSaveWrapper):
+            adapter = module.active_adapter if isinstance(module.active_adapter, str) else module.active_adapter[0]
+            if adapter in module.modules_to_save:
+                trained = dict(module.modules_to_save[adapter].named_parameters())
+                for pname, original in module.original_module.named_parameters():
+                    tau[f"{key(name)}.{pname}"] = trained[pname].detach().float() - original.detach().float()
     return tau
 
 
 @torch.no_grad()
 def apply_task_vector(model, tau: dict[str, torch.Tensor], scale: float):
-    """θ ← θ − λ·τ for the named parameters (θ is θ₀ here, so this is θ₀ − λ·τ)."""
+    """θ ← θ − λ·τ for the named parameters (θ is θ₀ here, so this is θ₀ − λ·τ), computed in fp32
+    and rounded once to the weights' dtype."""
     params = dict(model.named_parameters())
     missing = [k for k in tau if k not in params]
     if missing:
         raise UnlearnkitError(f"task vector names {missing[0]} which the model lacks: use the model the adapter was trained on")
     for name, delta in tau.items():
         weight = params[name]
-        weight.copy_(negate_tensor(weight, weight + delta.to(weight.dtype), scale))
+        weight.copy_((weight.float() - scale * delta.float().to(weight.device)).to(weight.dtype))
     return model
 
 
 @torch.no_grad()
 def negate_lora(peft_model, scale: float):
     """Drop the adapter (no merge) and subtract λ·τ of its merged delta from the base weights."""
+    from peft.utils import ModulesToSaveWrapper
+
     tau = lora_task_vector(peft_model)
+    for module in peft_model.modules():
+        if isinstance(module, ModulesToSaveWrapper):  # unload() keeps the trained copy; negation starts from θ₀
+            for trained in module.modules_to_save.values():
+                trained.load_state_dict(module.original_module.state_dict())
     return apply_task_vector(peft_model.unload(), tau, scale)
 
 

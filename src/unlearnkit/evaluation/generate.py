@@ -24,6 +24,7 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
     seed: int = 0
     batch_size: int = 64
     dtype: str = "auto"  # "auto": bfloat16 where the hardware has fast bf16 matmul, else the model's own
@@ -57,11 +58,12 @@ def _generation_copy(model, dtype: torch.dtype):
 @torch.no_grad()
 def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSettings | None = None,
                    raw: bool = False, on_batch=None, **overrides) -> list[str]:
-    """Answers to `prompts` (chat-formatted unless raw). Longest prompts go first so each batch
+    """Answers to `prompts` (chat-formatted, or used as they are when raw). Longest prompts go first so each batch
     holds similar lengths and padding stays small; `on_batch(indices, texts)` sees each batch."""
     settings = settings or GenerationSettings(**overrides)
     texts = [p if raw else prompt_text(tokenizer, p) for p in prompts]
-    add_special = raw or not getattr(tokenizer, "chat_template", None)
+    # raw text is final (a judge's rendered template carries its own BOS); a chat template adds its own markers
+    add_special = not raw and not getattr(tokenizer, "chat_template", None)
     encoded = [tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -84,7 +86,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
                 ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]):] = 1
             kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample, pad_token_id=pad,
-                          eos_token_id=stop, use_cache=True)
+                          eos_token_id=stop, use_cache=True, repetition_penalty=settings.repetition_penalty)
             if settings.do_sample:
                 kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
             else:

@@ -10,7 +10,10 @@ from unlearnkit.outputs import write_text_atomic
 
 # (key, label, direction) in table order; direction says which way is better.
 METRIC_ROWS = [
-    ("harmful_rate", "harmful rate (judge)", "lower"),
+    ("compliance_rate", "compliance rate: answer went along (judge, `complied`)", "lower"),
+    ("harmful_content_rate", "harmful-content rate (judge, `harmful_content`)", "lower"),
+    ("degenerate_rate", "degenerate answers, harmful prompts", "lower"),
+    ("safely_handled_rate", "safely handled: neither complied nor degenerate", "higher"),
     ("refusal_rate", "refusal rate, harmful prompts", "higher"),
     ("over_refusal_rate", "over-refusal, safe look-alikes", "lower"),
     ("normal_similarity_reference", "normal answers ~ reference", "higher"),
@@ -41,8 +44,8 @@ def metrics_table(columns: dict[str, dict]) -> str:
 
 
 def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "normal_similarity_reference",
-                  base_name: str | None = None) -> None:
-    """Harmful rate (x) against normal-answer quality (y), one point per model, with CI bars."""
+                  base_name: str | None = None, rate_key: str = "compliance_rate") -> None:
+    """A harm rate (x, named on the axis) against normal-answer quality (y), one point per model, with CI bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,14 +53,14 @@ def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "norma
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, metrics in points.items():
-        x, y = metrics.get("harmful_rate"), metrics.get(quality_key)
+        x, y = metrics.get(rate_key), metrics.get(quality_key)
         if not x or not y:
             continue
         ax.errorbar(x["value"], y["value"], xerr=[[x["value"] - x["ci95"][0]], [x["ci95"][1] - x["value"]]],
                     yerr=[[y["value"] - y["ci95"][0]], [y["ci95"][1] - y["value"]]],
                     fmt="*" if name == base_name else "o", markersize=12 if name == base_name else 7, capsize=3)
         ax.annotate(name, (x["value"], y["value"]), textcoords="offset points", xytext=(6, 6))
-    ax.set_xlabel("harmful rate (judge) — lower is better")
+    ax.set_xlabel(rate_key.replace("_", " ") + " (judge) — lower is better")
     ax.set_ylabel(quality_key.replace("_", " ") + " — higher is better")
     ax.set_title("Forgetting vs. normal-answer quality")
     ax.grid(alpha=0.3)
@@ -66,7 +69,7 @@ def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "norma
     plt.close(fig)
 
 
-def _plot_categories(columns: dict[str, dict], path: Path) -> None:
+def _plot_categories(columns: dict[str, dict], path: Path, rate_key: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,15 +82,15 @@ def _plot_categories(columns: dict[str, dict], path: Path) -> None:
     for k, (name, cols) in enumerate(columns.items()):
         ax.bar(np.arange(len(cats)) + k * width, [cols.get(c, {}).get("value", 0) for c in cats], width, label=name)
     ax.set_xticks(np.arange(len(cats)) + width * (len(columns) - 1) / 2, cats, rotation=30, ha="right")
-    ax.set_ylabel("harmful rate")
+    ax.set_ylabel(rate_key.replace("_", " "))
     ax.set_ylim(0, 1)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float) -> None:
+def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float, verdict: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,9 +98,9 @@ def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float) -
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in samples.items():
-        ax.hist([r["judge_score"] for r in rows if r["set"] == "harmful"], bins=20, range=(0, 1), alpha=0.5, label=name)
+        ax.hist([r[verdict] for r in rows if r["set"] == "harmful"], bins=20, range=(0, 1), alpha=0.5, label=name)
     ax.axvline(threshold, color="k", linestyle="--", linewidth=1)
-    ax.set_xlabel("judge score on harmful prompts (≥ threshold = harmful)")
+    ax.set_xlabel(f"judge's `{verdict}` score on harmful prompts (≥ threshold = yes)")
     ax.set_ylabel("answers")
     ax.legend()
     fig.tight_layout()
@@ -126,22 +129,29 @@ def write_evaluation(out: Path, result: dict, model_name: str = "model", base_na
         columns = {base_name: result["base"]["metrics"], **columns}
         samples = {base_name: result["base"]["samples"], **samples}
     write_text_atomic(out / "by_category.json", json.dumps(categories, indent=2) + "\n")
+    from unlearnkit.evaluation.evaluate import RATE_OF, headline
+
+    rate = headline(result["metrics"])
+    verdict = next(v for v, k in RATE_OF.items() if k == rate)
     quality = "normal_similarity_reference" if "normal_similarity_reference" in result["metrics"] else "normal_similarity_base"
-    plot_tradeoff(columns, out / "tradeoff.png", quality, base_name if "base" in result else None)
-    _plot_categories(categories, out / "categories.png")
-    _plot_scores(samples, out / "judge_scores.png", threshold)
+    plot_tradeoff(columns, out / "tradeoff.png", quality, base_name if "base" in result else None, rate_key=rate)
+    _plot_categories({name: cats.get(rate, {}) for name, cats in categories.items()}, out / "categories.png", rate)
+    _plot_scores(samples, out / "judge_scores.png", threshold, verdict)
+    label = rate.replace("_", " ")
     report = [f"# unlearnkit evaluation: {model_name}", "",
-              "Values are means with 95% bootstrap intervals; `better` gives the good direction.", "",
-              metrics_table(columns), "",
-              "![harmful rate vs normal quality](tradeoff.png)", "",
-              "## Harmful rate by category", "", "![per-category harmful rate](categories.png)", "",
+              "Values are means with 95% bootstrap intervals; `better` gives the good direction. Every harm "
+              "rate names its verdict (shared/design/JUDGE_RUBRIC.md): `complied` = the answer went along with "
+              "the request; `harmful_content` = it is itself real harmful content. A rate is only as good as "
+              "the judge's agreement with people on that verdict (see the judge's model card).", "",
+              metrics_table(columns), "", f"![{label} vs normal quality](tradeoff.png)", "",
+              f"## {label.capitalize()} by category", "", f"![per-category {label}](categories.png)", "",
               "## Judge scores", "", "![judge score histogram](judge_scores.png)", ""]
     probes = result["metrics"].get("probes")
     if probes:
-        report += ["## Robustness probes", "", "| probe | harmful rate |", "|---|---|"]
+        report += ["## Robustness probes", "", "| probe | rate |", "|---|---|"]
         for name, found in probes.items():
             rates = {k: v for k, v in found.items() if isinstance(v, dict) and "value" in v}
-            report += [f"| {name}{'' if k == 'harmful_rate' else ' / ' + k} | {fmt(v)} |" for k, v in rates.items()]
+            report += [f"| {name} / {k} | {fmt(v)} |" for k, v in rates.items()]
         report.append("")
     if meta:
         report += ["## Settings", "", "```json", json.dumps(meta, indent=2), "```", ""]

@@ -28,7 +28,7 @@ class UnlearnArguments(TrainingArguments):
     # Trainer defaults that differ for us: batches are dicts of groups, not model kwargs.
     remove_unused_columns: bool = False
     report_to: str | list[str] = "none"
-    learning_rate: float = 2e-4
+    learning_rate: float | None = field(default=None, metadata={"help": "default 2e-4 under LoRA, 2e-5 for full fine-tuning"})
     logging_steps: float = 1
     save_steps: float = 25
     save_total_limit: int | None = 2
@@ -75,6 +75,8 @@ class UnlearnArguments(TrainingArguments):
             # torchrun / `accelerate launch --multi_gpu` started several processes on a CPU machine
             # (otherwise every rank silently trains on all the data alone), and allow bf16 autocast.
             self.use_cpu = True
+        if self.learning_rate is None:  # one default for the CLI and the Python API alike
+            self.learning_rate = 2e-4 if self.lora else 2e-5
         super().__post_init__()
         if not self.negation_scale > 0:
             raise UnlearnkitError(f"--lambda must be > 0 (got {self.negation_scale}): the negation scale subtracts λ·τ")

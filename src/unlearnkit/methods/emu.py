@@ -6,12 +6,12 @@ Only the paper's abstract is public; this is our concrete reading, documented as
 3. L_pos = NLL of y*, the desirable answer nearest the cluster mean of its category's desirable
    answers (judge-approved answers and refusals), embedded with all-MiniLM-L6-v2;
 4. L_nor = KL(p_θ₀ ‖ p_θ) on normal prompts;
-and training stops early once the judge's harmful rate on held-out forget prompts reaches a target.
+and training stops early once the judge's rate (its main verdict, compliance for our default judge)
+on the validation split of the forget prompts reaches a target. `emu_judge` picks that judge; when it
+is also the judge that reports, the evaluation's settings say so (it then grades its own target).
 """
 
 from __future__ import annotations
-
-import random
 
 import numpy as np
 from transformers import TrainerCallback
@@ -75,21 +75,23 @@ class EMUTrainer(UnlearnTrainer):
         """Judge θ₀'s sampled answers (and the given ones); returns (bad dialogues, y* per dialogue, callbacks)."""
         from unlearnkit.evaluation.evaluate import sample_and_judge
         from unlearnkit.evaluation.generate import GenerationSettings
-        from unlearnkit.evaluation.judge import load_judge
+        from unlearnkit.data.split import split_pairs
+        from unlearnkit.evaluation.judge import load_judge, main_verdict
         from unlearnkit.methods.train import REFUSALS
 
         judge = load_judge(args.emu_judge)
-        rng = random.Random(args.seed)
+        verdict = main_verdict(judge)
         prompts = list({p["prompt"]: p for p in forget}.values())
-        rng.shuffle(prompts)
-        n_val = max(1, len(prompts) // 10) if len(prompts) >= 10 else 0
-        validation, train_prompts = prompts[:n_val], prompts[n_val:]
+        # The early stop watches the validation split of the forget prompts (the shared hash split),
+        # never prompts it trains on; evaluation reports on test prompts it never sees at all.
+        parts = split_pairs(prompts, validation=0.1, test=0.0) if len(prompts) >= 10 else {"train": prompts, "validation": []}
+        validation, train_prompts = parts["validation"], parts["train"]
         keep = {p["prompt"] for p in train_prompts}
         dialogues = sample_and_judge(model, tokenizer, train_prompts, judge, args.emu_samples,
                                      GenerationSettings(max_new_tokens=64, do_sample=True, temperature=0.8, seed=args.seed))
         given = [p for p in forget if p["prompt"] in keep and p.get("response")]
         dialogues += [{**d, "judge_score": s} for d, s in
-                      zip(given, judge.score([d["prompt"] for d in given], [d["response"] for d in given]))]
+                      zip(given, judge.score([d["prompt"] for d in given], [d["response"] for d in given], verdict=verdict))]
         bad = [d for d in dialogues if d["judge_score"] >= 0.5]
         desirable = [d for d in dialogues if d["judge_score"] < 0.5]
         desirable += [{**p, "response": REFUSALS[i % len(REFUSALS)]} for i, p in enumerate(train_prompts)]
