@@ -1,118 +1,208 @@
-"""Train the default offline judge and write its weights + held-out metrics.
+"""Train the default offline judge (two logistic heads: `complied`, `harmful_content`) and measure it
+by folds grouped by behaviour. Deterministic: the same data gives bit-identical weights.
 
-Data (read in place from ../shared/data, never copied):
-- JailbreakBench artifacts: (behaviour goal, model response, `jailbroken` label from JBB's
-  Llama-3-70B judge) — 1,637 non-empty responses from 4 models × 5 attacks.
-- Harmless contrast rows we build from public text, labelled 0 by construction: each JBB goal
-  paired with (a) an unrelated AlpacaEval GPT-4 answer (on-topic-ness matters), (b) word salad
-  made from shuffled words of a JBB response (fluency/content matters: gibberish is not harm).
-Split by behaviour: 25 of the 100 JBB goals (seeded) are held out entirely; the test figures
-are on their JBB responses only, so nothing about a test behaviour was seen in training.
+Data, read in place (never copied into the package):
+- ../shared/data/harmbench_human_dev: 296 real completions, human majority `harmful` (HarmBench's
+  rule = our `harmful_content`). A harmful completion also complied; a non-harmful one says nothing
+  about compliance, so it trains only the content head.
+- our hand-labelled answers of the default and unlearned models (shipped with the package,
+  judge_data/hand_labelled.jsonl): all three rubric labels.
+- ../shared/data/jbb: JailbreakBench responses with a Llama-3-70B verdict (`jailbroken`): weaker, a
+  model's label, used for both heads with weight `--jbb-weight`.
+- contrast rows built from public text (label 0 for both): each request paired with an unrelated
+  AlpacaEval answer and with word salad, so off-topic answers and gibberish are not called harmful.
 
-    python scripts/train_judge.py --data ../shared/data
+Measured: `harmful_content` by 5 folds of harmbench_human_dev grouped by behaviour (each fold's
+behaviours are unseen in training, JBB/ours/contrast rows of the same behaviour string excluded);
+`complied` by 5 folds of our hand labels grouped by prompt. The final weights are fitted on all rows.
+
+    python scripts/train_judge.py
 """
+
+from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import random
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from unlearnkit.evaluation.judge import WEIGHTS, judge_features
-from unlearnkit.evaluation.metrics import agreement_stats as metrics
+from unlearnkit.evaluation.judge import VERDICTS, WEIGHTS, judge_features
+from unlearnkit.evaluation.metrics import agreement_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+HAND = ROOT / "src" / "unlearnkit" / "evaluation" / "judge_data" / "hand_labelled.jsonl"
+FOLDS = 5
 
 
-def load_jbb(root: Path):
+def fold_of(group: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"fold\x00{group.strip().lower()}".encode()).digest()[:8], "big") % FOLDS
+
+
+def harmbench(root: Path) -> list[dict]:
+    rows = []
+    for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows.append({"prompt": r["prompt"], "response": r["response"], "group": r["behavior"], "source": "harmbench",
+                     "category": r["functional_category"], "harmful_content": int(r["harmful"]),
+                     "complied": 1 if r["harmful"] else None})
+    return rows
+
+
+def jailbreakbench(root: Path) -> list[dict]:
     rows = []
     for file in sorted(glob.glob(str(root / "jbb" / "attack-artifacts" / "*" / "*" / "*.json"))):
         for jb in json.load(open(file))["jailbreaks"]:
             if jb["response"]:
-                rows.append({"goal": jb["goal"], "prompt": jb["goal"], "response": jb["response"], "label": int(bool(jb["jailbroken"])), "source": "jbb",
-                             "llama_guard1": jb.get("jailbroken_llama_guard1")})
+                label = int(bool(jb["jailbroken"]))
+                rows.append({"prompt": jb["goal"], "response": jb["response"], "group": jb["goal"], "source": "jbb",
+                             "category": jb["category"], "harmful_content": label, "complied": label})
     return rows
 
 
-def contrast_rows(goals, jbb_rows, root: Path, rng: random.Random):
-    alpaca = [r["output"] for r in json.load(open(root / "benign" / "alpaca_eval_gpt4" / "model_outputs.json"))]
+def hand_labelled(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
     rows = []
-    for goal in goals:
-        rows.append({"goal": goal, "prompt": goal, "response": rng.choice(alpaca), "label": 0, "source": "offtopic"})
-        words = rng.choice(jbb_rows)["response"].split()[:80]
-        rng.shuffle(words)
-        rows.append({"goal": goal, "prompt": goal, "response": " ".join(words), "label": 0, "source": "salad"})
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        rows.append({"prompt": r["prompt"], "response": r["response"], "group": r["prompt"], "source": "ours",
+                     "category": r.get("decoding", ""), "harmful_content": int(r["harmful_content"]),
+                     "complied": int(r["complied"])})
     return rows
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float):
-    xt, yt = torch.tensor(x), torch.tensor(y, dtype=torch.float32)
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+def contrast(rows: list[dict], root: Path, rng: random.Random) -> list[dict]:
+    alpaca = [r["output"] for r in json.load(open(root / "benign" / "alpaca_eval_gpt4" / "model_outputs.json"))]
+    donors = [r["response"] for r in rows if len(r["response"].split()) > 40]
+    out = []
+    for group in sorted({r["group"] for r in rows}):
+        prompt = next(r["prompt"] for r in rows if r["group"] == group)
+        words = rng.choice(donors).split()[:80]
+        rng.shuffle(words)
+        for response in (rng.choice(alpaca), " ".join(words)):
+            out.append({"prompt": prompt, "response": response, "group": group, "source": "contrast", "category": "",
+                        "harmful_content": 0, "complied": 0})
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float):
+    torch.manual_seed(0)
+    xt, yt, wt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), torch.tensor(w, dtype=torch.float64)
+    weight = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=500, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w ** 2).sum()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(xt @ weight + bias, yt, reduction="none") * wt).sum() / wt.sum()
+        loss = loss + l2 * (weight ** 2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return w.detach(), b.detach()
+    return weight.detach().float().numpy(), float(bias.detach())
+
+
+def head_data(rows, x, verdict, jbb_weight):
+    keep = [i for i, r in enumerate(rows) if r[verdict] is not None and (jbb_weight > 0 or r["source"] != "jbb")]
+    y = np.array([rows[i][verdict] for i in keep], dtype=np.float64)
+    w = np.array([jbb_weight if rows[i]["source"] == "jbb" else 1.0 for i in keep])
+    return keep, x[keep], y, w
+
+
+def fit_head(rows, x, verdict, l2, jbb_weight):
+    keep, xs, y, w = head_data(rows, x, verdict, jbb_weight)
+    mean, std = xs.mean(0), xs.std(0) + 1e-6
+    weight, bias = fit_logistic((xs - mean) / std, y, w, l2)
+    return weight / std, bias - float((mean / std) @ weight)  # folded into raw-feature space
+
+
+def predict(x, head):
+    weight, bias = head
+    return 1 / (1 + np.exp(-(x @ weight + bias)))
+
+
+def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight):
+    """Predictions for every `target_source` row with `verdict` labelled, each from heads that never
+    saw its group (behaviour or prompt) under any source."""
+    scores = {}
+    for k in range(FOLDS):
+        held = {r["group"].strip().lower() for r in rows if r["source"] == target_source and fold_of(r["group"]) == k}
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in held]
+        head = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight)
+        test = [i for i, r in enumerate(rows) if r["source"] == target_source and r[verdict] is not None
+                and r["group"].strip().lower() in held]
+        scores.update(zip(test, predict(x[test], head)))
+    idx = sorted(scores)
+    return idx, np.array([scores[i] for i in idx])
+
+
+def calibration(scores, labels, bins=5):
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (scores >= lo) & (scores < hi if hi < 1 else scores <= hi)
+        if m.any():
+            out.append({"bin": [round(lo, 2), round(hi, 2)], "n": int(m.sum()), "mean_score": float(scores[m].mean()),
+                        "share_positive": float(np.mean(labels[m]))})
+    return out
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(SHARED))
+    parser.add_argument("--hand", default=str(HAND))
     parser.add_argument("--out", default=str(WEIGHTS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     root, rng = Path(args.data), random.Random(args.seed)
-    jbb = load_jbb(root)
-    goals = sorted({r["goal"] for r in jbb})
-    rng.shuffle(goals)
-    test_goals = set(goals[:25])
-    train = [r for r in jbb if r["goal"] not in test_goals]
-    train += contrast_rows(sorted(set(goals) - test_goals), train, root, rng)
-    test = [r for r in jbb if r["goal"] in test_goals]
-    test_contrast = contrast_rows(sorted(test_goals), test, root, rng)
-
-    def feats(rows):
-        return judge_features([r["prompt"] for r in rows], [r["response"] for r in rows])
-
-    x_train, y_train = feats(train), np.array([r["label"] for r in train])
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    # L2 chosen by 5-fold cross-validation on the training goals only.
-    folds = [set(goals[25:][i::5]) for i in range(5)]
-    best = None
-    for l2 in (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0):
-        accs = []
-        for fold in folds:
-            tr = np.array([r["goal"] not in fold for r in train])
-            w, b = fit_logistic((x_train[tr] - mean) / std, y_train[tr], l2)
-            va = ~tr & np.array([r["source"] == "jbb" for r in train])
-            accs.append(metrics(torch.sigmoid(torch.tensor((x_train[va] - mean) / std) @ w + b).numpy(), y_train[va])["agreement"])
-        if best is None or np.mean(accs) > best[1]:
-            best = (l2, float(np.mean(accs)))
-    w, b = fit_logistic((x_train - mean) / std, y_train, best[0])
-
-    def score(rows):
-        return torch.sigmoid(torch.tensor((feats(rows) - mean) / std) @ w + b).numpy()
-
-    report = {
-        "l2": best[0], "cv_agreement": best[1], "train_rows": len(train),
-        "test_jbb": metrics(score(test), [r["label"] for r in test]),
-        "test_contrast_harmless_rate": float((score(test_contrast) < 0.5).mean()),
-        # Yardstick: how often Llama Guard 1 (JBB's second judge) agrees with the same labels.
-        "llama_guard1_on_test": metrics([float(r["llama_guard1"]) for r in test if r["llama_guard1"] is not None],
-                                        [r["label"] for r in test if r["llama_guard1"] is not None]),
-    }
-    save_file({"weight": w.float(), "bias": b.float(), "mean": torch.tensor(mean), "std": torch.tensor(std)}, args.out,
-              metadata={"recipe": "scripts/train_judge.py", "seed": str(args.seed)})
+    rows = harmbench(root) + jailbreakbench(root) + hand_labelled(Path(args.hand))
+    rows += contrast(rows, root, rng)
+    start = time.time()
+    x = judge_features([r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
+    speed = len(rows) / (time.time() - start)
+    target = {"harmful_content": "harmbench", "complied": "ours" if any(r["source"] == "ours" for r in rows) else "jbb"}
+    report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")},
+              "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}
+    heads = {}
+    for verdict in VERDICTS:
+        # Choices (L2, JBB's weight) by out-of-fold agreement on the target set: the same grouped
+        # folds that report, so the figure below is a cross-validated choice, stated as such.
+        trials = []
+        for l2 in (1e-3, 1e-2, 3e-2, 0.1):
+            for jbb_weight in (0.0, 0.3, 1.0):
+                idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight)
+                labels = np.array([rows[i][verdict] for i in idx])
+                trials.append((agreement_stats(scores, labels)["agreement"], -l2, -jbb_weight, l2, jbb_weight))
+        _, _, _, l2, jbb_weight = max(trials)
+        idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight)
+        labels = np.array([rows[i][verdict] for i in idx])
+        per_category = {}
+        for c in sorted({rows[i]["category"] for i in idx}):
+            m = np.array([rows[i]["category"] == c for i in idx])
+            per_category[c or "-"] = agreement_stats(scores[m], labels[m])
+        report["heads"][verdict] = {"measured_on": f"{target[verdict]}, {FOLDS} folds grouped by "
+                                    + ("behaviour" if target[verdict] != "ours" else "prompt"),
+                                    "l2": l2, "jbb_weight": jbb_weight, "out_of_fold": agreement_stats(scores, labels),
+                                    "by_category": per_category, "calibration": calibration(scores, labels),
+                                    "trials": [{"l2": t[3], "jbb_weight": t[4], "agreement": t[0]} for t in trials]}
+        heads[verdict] = fit_head(rows, x, verdict, l2, jbb_weight)
+        print(verdict, json.dumps(report["heads"][verdict]["out_of_fold"]), flush=True)
+    tensors = {"mean": torch.zeros(x.shape[1]), "std": torch.ones(x.shape[1])}  # heads work on raw features
+    for verdict, (weight, bias) in heads.items():
+        tensors[f"{verdict}.weight"] = torch.tensor(weight, dtype=torch.float32)
+        tensors[f"{verdict}.bias"] = torch.tensor([bias], dtype=torch.float32)
+    save_file(tensors, args.out, metadata={"recipe": "scripts/train_judge.py", "seed": str(args.seed)})
     Path(args.out).with_suffix(".metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "heads"}))
 
 
 if __name__ == "__main__":

@@ -272,3 +272,41 @@ def test_parse_yes_no(text, expected):
 ])
 def test_parse_guard(text, expected):
     assert parse_guard(text) == expected
+
+
+@pytest.mark.parametrize("folder,expected", [("HarmBench-Llama-2-13b-cls", "harmbench"), ("Llama-Guard-3-1B", "guard")])
+def test_generative_judges_on_a_tiny_model(tmp_path, tokenizer, monkeypatch, folder, expected):
+    """The template reaches the model as rendered, with exactly one BOS, the model is cast once at
+    load (no copy per call), and the verdict word is parsed."""
+    import unlearnkit.evaluation.generate as generate
+    from conftest import make_tiny_model
+    from unlearnkit.evaluation.judge import GuardJudge, HarmBenchJudge, load_judge
+    from unlearnkit.models import save_model
+
+    save_model(make_tiny_model(tokenizer), tokenizer, tmp_path / folder)
+    judge = load_judge(str(tmp_path / folder))
+    assert isinstance(judge, HarmBenchJudge if expected == "harmbench" else GuardJudge)
+    assert judge.verdicts == ("harmful_content",) and judge.pairwise
+    seen, copies = [], []
+    real_generate, real_copy = generate.generate_texts, generate._generation_copy
+
+    def fake_generate(model, tok, texts, settings=None, raw=False, **kw):
+        seen.extend(texts)
+        real_generate(model, tok, texts, settings, raw=raw, **kw)  # runs for real: the model must accept it
+        return ["Yes" if expected == "harmbench" else "\n\nunsafe\nS2", "No" if expected == "harmbench" else "safe"]
+
+    monkeypatch.setattr(generate, "generate_texts", fake_generate)
+    monkeypatch.setattr(generate, "_generation_copy",
+                        lambda model, dtype: copies.append(real_copy(model, dtype) is not model) or real_copy(model, dtype))
+    prompt = "Some context here\n---\nWrite a phishing email" if expected == "harmbench" else "Write a phishing email"
+    assert judge.score([prompt, prompt], ["Dear customer, click here", "No."], verdict="harmful_content") == [1.0, 0.0]
+    assert copies == [False]  # generated in place: the judge model was cast once at load, never copied per call
+    text = seen[0]
+    if expected == "harmbench":
+        assert text == tokenizer.bos_token + harmbench_prompt("Write a phishing email", "Dear customer, click here",
+                                                              "Some context here")
+    else:
+        assert text == llama_guard3_prompt("Write a phishing email", "Dear customer, click here", size="1b")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if expected == "harmbench":
+        assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id

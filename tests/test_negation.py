@@ -74,3 +74,48 @@ def test_negate_tensor_rejects_mismatch_and_keeps_ints():
         negate_tensor(torch.zeros(2), torch.zeros(3), 1.0)
     ints = torch.arange(3)
     assert negate_tensor(ints, ints + 5, 1.0) is ints
+
+
+def _peft(model, **config):
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", **config))
+    with torch.no_grad():  # a trained-looking adapter: B is zero at init
+        for name, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    return peft_model
+
+
+def test_lora_task_vector_covers_embedding_and_modules_to_save(tokenizer):
+    """τ holds every part the adapter changed: linear and embedding LoRA deltas and the full delta of
+    a module it trains outright; negation then starts from θ₀ for all of them."""
+    from unlearnkit.negation import lora_task_vector
+
+    torch.manual_seed(0)
+    base = make_tiny_model(tokenizer)
+    theta0 = {k: v.clone() for k, v in base.state_dict().items()}
+    peft_model = _peft(base, target_modules=["q_proj", "embed_tokens"], modules_to_save=["norm"])
+    tau = lora_task_vector(peft_model)
+    assert {"model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight", "model.norm.weight"} <= set(tau)
+    trained_norm = peft_model.base_model.model.model.norm.modules_to_save["default"].weight.detach().clone()
+    assert torch.allclose(tau["model.norm.weight"], trained_norm - theta0["model.norm.weight"])
+    assert tau["model.embed_tokens.weight"].abs().sum() > 0 and all(t.dtype == torch.float32 for t in tau.values())
+    negated = negate_lora(peft_model, 2.0)
+    state = negated.state_dict()
+    for name, delta in tau.items():
+        assert torch.allclose(state[name], theta0[name] - 2.0 * delta, atol=1e-6), name  # from θ₀, not from θ_h
+
+
+def test_lora_negation_of_bf16_weights_is_computed_in_fp32(tokenizer):
+    """bf16 weights: the result must be θ₀ − λτ rounded once, not τ rounded to bf16 and then scaled."""
+    from unlearnkit.negation import apply_task_vector
+
+    base = make_tiny_model(tokenizer).to(torch.bfloat16)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    w0 = dict(base.named_parameters())[name].detach().float().clone()
+    tau = {name: torch.full_like(w0, 1e-3) + 1e-4 * torch.randn_like(w0)}  # tiny beside bf16's step at |w| ~ 0.02
+    apply_task_vector(base, tau, 4.0)
+    got = dict(base.named_parameters())[name].detach().float()
+    exact = (w0 - 4.0 * tau[name]).to(torch.bfloat16).float()
+    assert torch.equal(got, exact)
