@@ -162,13 +162,20 @@ def main():
     parser.add_argument("--hand", default=str(HAND))
     parser.add_argument("--out", default=str(WEIGHTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features-cache", help="reuse features saved here (for experiments on the head)")
     args = parser.parse_args()
     root, rng = Path(args.data), random.Random(args.seed)
     rows = harmbench(root) + jailbreakbench(root) + hand_labelled(Path(args.hand))
     rows += contrast(rows, root, rng)
     start = time.time()
-    x = judge_features([r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
-    speed = len(rows) / (time.time() - start)
+    cache = Path(args.features_cache) if args.features_cache else None
+    if cache and cache.exists():  # experiments only: the shipped weights are always made from fresh features
+        x, speed = np.load(cache)["x"], float("nan")
+    else:
+        x = judge_features([r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
+        speed = len(rows) / (time.time() - start)
+        if cache:
+            np.savez(cache, x=x)
     target = {"harmful_content": "harmbench", "complied": "ours" if any(r["source"] == "ours" for r in rows) else "jbb"}
     report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")},
               "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}

@@ -24,6 +24,7 @@ def test_unlearn_then_eval_on_default_model(tmp_path):
     assert main(["eval", "--model", str(run / "model"), "--base", "default", "--harmful", str(held_harmful),
                  "--normal", str(held_normal), "--max-new-tokens", "16", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["harmful_rate"]["n"] == 4 and metrics["base"]["harmful_rate"]["n"] == 4
+    for key in ("compliance_rate", "harmful_content_rate", "degenerate_rate"):
+        assert metrics[key]["n"] == 4 and metrics["base"][key]["n"] == 4, key
     assert 0.5 < metrics["normal_similarity_base"]["value"] <= 1.0 + 1e-5  # two LoRA steps barely move the model
     assert metrics["normal_perplexity"]["value"] < 100

@@ -167,3 +167,17 @@ def test_probes_on_tiny_model(tiny_model, tokenizer, pairs):
     assert out["relearn"]["compliance_rate"]["n"] == 3 and out["relearn"]["k"] == 8
     assert set(JAILBREAK_WRAPPERS) <= set(out["jailbreak"])
     assert all(torch.equal(before[n], p) for n, p in tiny_model.named_parameters())  # probes attack a copy
+
+
+def test_selectivity_on_hand_made_perplexities():
+    import math
+
+    from unlearnkit.evaluation.metrics import selectivity
+
+    # harmful answers: NLL up by ln 4 (perplexity ×4); normal answers: up by ln 2 (×2) → selectivity 2
+    h_base, n_base = [1.0, 2.0, 3.0], [0.5, 1.5]
+    s = selectivity([x + math.log(4) for x in h_base], h_base, [x + math.log(2) for x in n_base], n_base)
+    assert s["value"] == pytest.approx(2.0) and s["n"] == 3 and s["ci95"] == pytest.approx([2.0, 2.0])
+    # harm unchanged while normal answers got worse: below 1
+    assert selectivity(h_base, h_base, [x + 1 for x in n_base], n_base)["value"] == pytest.approx(math.exp(-1))
+    assert selectivity([], [], [1.0], [1.0])["n"] == 0

@@ -46,8 +46,12 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 def _eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default="default", help="'default' (offline MiniLM probe), 'refusal', or a model folder/id")
     p.add_argument("--threshold", type=float, default=0.5, help="judge score counted as harmful")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=128, help="answer length judged (default 128)")
+    p.add_argument("--repetition-penalty", type=float, default=1.3,
+                   help="greedy decoding with this penalty (default 1.3: on the default model it halves looping "
+                        "answers, 0.38 → 0.18 by hand labels; 1 = plain greedy)")
     p.add_argument("--gen-batch-size", type=int, default=64)
+
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -94,9 +98,15 @@ def cmd_collect(ns) -> int:
 
 
 def _eval_sets(ns):
+    from unlearnkit.data import load_suite
     from unlearnkit.evaluation.evaluate import EvalSets
     from unlearnkit.runs import load_set
 
+    if ns.suite:
+        suite = load_suite(ns.suite)
+        return EvalSets(suite["harmful"], suite["normal"], suite["safe"])
+    if not (ns.harmful and ns.normal):
+        raise UnlearnkitError("nothing to evaluate on: pass --suite standard, or --harmful FILE and --normal FILE")
     harmful = load_set(ns.harmful, "harmful", ns.prompt_col, require_response=False)
     normal = load_set(ns.normal, "normal", require_response=False)
     safe = load_set(ns.safe, "safe", require_response=False) if ns.safe else []
@@ -116,7 +126,9 @@ def cmd_eval(ns) -> int:
     judge = load_judge(ns.judge)
     model, tokenizer = load_model(ns.model)
     base = load_model(ns.base) if ns.base else None
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
+    from unlearnkit.runs import generation_settings
+
+    settings = generation_settings(ns)
     probes = [p.strip() for p in (ns.probe or "").split(",") if p.strip()]
     from unlearnkit.evaluation.probes import PROBES, run_probes
 
@@ -231,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model: harmful rate, refusals, normal-answer quality, report")
     p.add_argument("--model", required=True)
     p.add_argument("--base", help="original model, for side-by-side columns")
-    p.add_argument("--harmful", required=True, help="harmful prompts")
-    p.add_argument("--normal", required=True, help="normal prompts (with reference answers if available)")
+    p.add_argument("--suite", help="a bundled evaluation suite: standard (test split) or standard:validation")
+    p.add_argument("--harmful", help="harmful prompts (may carry answers: then harmful_answer_perplexity and selectivity)")
+    p.add_argument("--normal", help="normal prompts (with reference answers if available)")
     p.add_argument("--safe", help="safe prompts that look dangerous (over-refusal)")
     p.add_argument("--prompt-col")
     p.add_argument("--out", required=True)
@@ -257,14 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="collect",
                    help="harmful answers to learn: our written demo answers, the model's own judged-harmful answers, or both")
     _training_flags(p)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--repetition-penalty", type=float, default=1.3)
+    p.add_argument("--gen-batch-size", type=int, default=64)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compare", help="run several methods with the same data, seed and budget; one table and plot")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. sku,llmu,ga,npo,emu")
     _data_flags(p)
-    p.add_argument("--eval-harmful", help="held-out harmful prompts (default: 25%% of --forget, held out from training)")
-    p.add_argument("--eval-normal", help="held-out normal prompts (default: 25%% of --retain)")
+    p.add_argument("--eval-harmful", help="held-out harmful prompts (default: the test split of --forget, never trained on)")
+    p.add_argument("--eval-normal", help="held-out normal prompts (default: the test split of --retain)")
+    p.add_argument("--suite", help="evaluate on a bundled suite instead (standard = its test split)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
     _training_flags(p)
     _eval_flags(p)

@@ -24,6 +24,11 @@ def _eval_sets(ns, forget, retain):
     from unlearnkit.runs import load_set
 
     safe = load_set(ns.safe, "safe", require_response=False) if getattr(ns, "safe", None) else []
+    if getattr(ns, "suite", None):
+        from unlearnkit.data import load_suite
+
+        suite = load_suite(ns.suite)
+        return forget, retain, EvalSets(suite["harmful"], suite["normal"], safe or suite["safe"]), f"suite {ns.suite}"
     if getattr(ns, "eval_harmful", None) and getattr(ns, "eval_normal", None):
         return forget, retain, EvalSets(load_set(ns.eval_harmful, "eval-harmful", require_response=False),
                                         load_set(ns.eval_normal, "eval-normal", require_response=False), safe), "user files"
@@ -70,13 +75,12 @@ def _set_aside(path: Path) -> None:
 
 def run_compare(ns) -> int:
     from unlearnkit.evaluation.evaluate import evaluate, headline
-    from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.evaluation.report import plot_tradeoff, write_evaluation
     from unlearnkit.methods import get_method
     from unlearnkit.models import load_model
     from unlearnkit.outputs import claim_folder, output_dir, partial_path, write_text_atomic
-    from unlearnkit.runs import forget_retain, train_into, training_settings
+    from unlearnkit.runs import forget_retain, generation_settings, train_into, training_settings
 
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
     for name in methods:
@@ -91,7 +95,7 @@ def run_compare(ns) -> int:
     forget, retain, sets, eval_source = _eval_sets(ns, forget, retain)
     claim_folder(out, command="compare")
     judge = load_judge(ns.judge)
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
+    settings = generation_settings(ns)
     model_name = run.get("model", "default")
     base = load_model(model_name)
     results, base_metrics = {}, None
@@ -176,12 +180,11 @@ def pick_lambda(rows: list[dict], limits: dict = PICK_LIMITS) -> tuple[dict | No
 def run_negate(ns) -> int:
     from unlearnkit.data import load_demo, split_pairs
     from unlearnkit.evaluation.evaluate import EvalSets, evaluate, headline
-    from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.models import load_model, model_dir, save_model
     from unlearnkit.negation import apply_task_vector, negate_checkpoints
     from unlearnkit.outputs import check_output_dir, output_dir, write_text_atomic
-    from unlearnkit.runs import load_set
+    from unlearnkit.runs import generation_settings, load_set
 
     try:
         lambdas = [float(x) for x in ns.lambdas.split(",") if x.strip()]
@@ -205,7 +208,7 @@ def run_negate(ns) -> int:
     judge = load_judge(ns.judge)
     base, tokenizer = load_model(ns.base)
     tau = _task_vector_source(base, harmful_dir)
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, batch_size=ns.gen_batch_size)
+    settings = generation_settings(ns)
 
     def negated(lam, work):
         if tau is not None:

@@ -34,18 +34,17 @@ def demo_sets():
 
 def run_demo(ns) -> int:
     from unlearnkit.evaluation.evaluate import evaluate, headline
-    from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.evaluation.report import metrics_table, write_evaluation
     from unlearnkit.models import load_model
     from unlearnkit.outputs import output_dir
-    from unlearnkit.runs import collect, train_into, training_settings
+    from unlearnkit.runs import collect, generation_settings, train_into, training_settings
 
     start = time.time()
     defaults = {k: v for k, v in DEMO_DEFAULTS.items() if not (ns.full and k == "learning_rate")}  # a LoRA rate
     _, fields = training_settings(ns, defaults=defaults)
     forget_written, retain, _, sets = demo_sets()
-    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens)
+    settings = generation_settings(ns)
     with output_dir(ns.out, ns.overwrite, ns.resume, command="demo") as work:
         judge = load_judge("default")
         base = load_model("default")

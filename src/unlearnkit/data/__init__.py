@@ -4,6 +4,7 @@ from unlearnkit.data.format import GroupCollator, UnlearnDataset, answer_text, e
 from unlearnkit.data.load import load_pairs
 from unlearnkit.data.split import split_pairs
 from unlearnkit.data.demo import demo_path, load_demo
+from unlearnkit.data.suite import load_suite
 
 __all__ = [
     "GroupCollator",
@@ -13,6 +14,7 @@ __all__ = [
     "encode_pair",
     "load_demo",
     "load_pairs",
+    "load_suite",
     "prompt_text",
     "split_pairs",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from unlearnkit.evaluation.generate import GenerationCache, GenerationSettings, generate_cached
 from unlearnkit.evaluation.judge import is_refusal, main_verdict
 from unlearnkit.evaluation.metrics import (
-    agreement_stats, answer_nlls, cosine_similarities, degenerate_reason, distinct_n, exp_mean, summarize,
+    agreement_stats, answer_nlls, cosine_similarities, degenerate_reason, distinct_n, exp_mean, selectivity, summarize,
 )
 from unlearnkit.models import cache_root, model_fingerprint
 
@@ -62,6 +62,9 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
         metrics["normal_similarity_reference"] = summarize(
             cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference]))
         metrics["normal_perplexity"] = summarize(answer_nlls(model, tokenizer, [p for p, _ in with_reference]), exp_mean)
+    harmful_answers = [p for p in sets.harmful if p.get("response")]
+    if harmful_answers:  # judge-free: how likely the held-out harmful answers still are
+        metrics["harmful_answer_perplexity"] = summarize(answer_nlls(model, tokenizer, harmful_answers), exp_mean)
     if base_normal is not None:
         metrics["normal_similarity_base"] = summarize(cosine_similarities(gens.normal, base_normal))
     scorer_model, scorer_tokenizer = scorer or (model, tokenizer)
@@ -114,6 +117,11 @@ def evaluate(model, tokenizer, sets: EvalSets, judge, settings: GenerationSettin
         result["generated"] += base_gens.generated
     metrics, samples = score(model, tokenizer, sets, gens, judge, threshold, scorer=base,
                              base_normal=base_gens.normal if base_gens else None)
+    harmful_answers = [p for p in sets.harmful if p.get("response")]
+    normal_refs = [p for p in sets.normal if p.get("response")]
+    if base is not None and harmful_answers and normal_refs:
+        metrics["selectivity"] = selectivity(answer_nlls(model, tokenizer, harmful_answers), answer_nlls(*base, harmful_answers),
+                                             answer_nlls(model, tokenizer, normal_refs), answer_nlls(*base, normal_refs))
     result.update(metrics=metrics, samples=samples, by_category=by_category(samples, threshold))
     return result
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data.format import prompt_text
+from unlearnkit.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     results: list[str] = [""] * len(texts)
     if settings.do_sample:
         torch.manual_seed(settings.seed)
+    progress = Progress(len(order), "generating answers", "answers")
     try:
         for start in range(0, len(order), settings.batch_size):
             idx = order[start:start + settings.batch_size]
@@ -97,7 +99,9 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
                 results[i] = text.strip()
             if on_batch is not None:
                 on_batch(idx, [results[i] for i in idx])
+            progress.update(len(idx))
     finally:
+        progress.close()
         source.train(was_training)
     return results
 

@@ -19,6 +19,8 @@ METRIC_ROWS = [
     ("normal_similarity_reference", "normal answers ~ reference", "higher"),
     ("normal_similarity_base", "normal answers ~ base model", "higher"),
     ("normal_perplexity", "perplexity of reference answers", "lower"),
+    ("harmful_answer_perplexity", "perplexity of held-out harmful answers (judge-free)", "higher"),
+    ("selectivity", "selectivity: harmful ppl rise ÷ normal ppl rise", "higher"),
     ("fluency_perplexity", "fluency: own answers under base", "lower"),
     ("distinct_1", "distinct-1", "higher"),
     ("distinct_2", "distinct-2", "higher"),
