@@ -155,7 +155,7 @@ def test_compare_two_methods_table_and_resume(tmp_path, tiny_model_dir, data_fil
     table = (out / "comparison.md").read_text()
     assert "| base |" in table and "| ga |" in table and "| npo |" in table
     rows = (out / "comparison.csv").read_text().splitlines()
-    assert rows[0].startswith("model,compliance_rate,compliance_rate_lo,compliance_rate_hi,degenerate_rate") and len(rows) == 4
+    assert rows[0].startswith("model,compliance_rate,compliance_rate_lo,compliance_rate_hi,harmful_content_rate") and len(rows) == 4
     assert (out / "tradeoff.png").exists() and (out / "ga" / "model" / "model.safetensors").exists()
     capsys.readouterr()
     assert run_cli(*args) == 0  # re-run: finished methods are reused, not retrained

@@ -313,3 +313,44 @@ def test_models_without_logits_to_keep_get_the_same_loss(tmp_path, tokenizer, pa
     compact = loss_of(tr, batch)
     monkeypatch.setattr(type(tr), "_accepts_logits_to_keep", lambda self, model: False)  # full logits, gathered after
     assert loss_of(tr, batch) == pytest.approx(compact, rel=1e-5)
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_sku_negation_aware_terms_read_the_negated_model(tmp_path, tokenizer, pairs, lora):
+    """ε₄·KL(θ₀ ‖ θ₀−λτ) on normal pairs and ε₅·max(0, κ_f − NLL at θ₀−λτ) on harmful pairs, against a
+    hand-built negated model (a separate copy, not the trainer's scaled adapter or functional call)."""
+    import copy
+
+    from unlearnkit.negation import negate_lora
+
+    lam = 2.0
+    tr, batch = trainer_and_batch(tmp_path, tokenizer, pairs, "sku", lora=lora, negation_scale=lam,
+                                  sku_pd_weight=0.0, sku_negated_retain_weight=0.7, sku_negated_forget_weight=0.3,
+                                  sku_negated_forget_bound=50.0)
+    m, a = tr.model, tr.args
+    if lora:  # stage 2 itself (negate_lora, tested against hand arithmetic in test_negation) on a copy
+        negated = negate_lora(copy.deepcopy(m), lam)
+        negated_logits = lambda group: _plain_logits(negated, batch, group)
+    else:
+        theta0 = dict(tr._ref_copy.named_parameters())
+        negated = copy.deepcopy(tr._ref_copy)
+        with torch.no_grad():
+            for n, p in negated.named_parameters():
+                p.copy_((1 + lam) * theta0[n] - lam * dict(m.named_parameters())[n])
+        negated_logits = lambda group: _plain_logits(negated, batch, group)
+    gd = hand_nll(logits_of(m, batch, "forget"), batch["forget_labels"])[0].mean()
+    rd = hand_nll(logits_of(m, batch, "mismatch"), batch["mismatch_labels"])[0].mean()
+    nr = hand_kl(logits_of(m, batch, "retain", reference(tr)), negated_logits("retain"), batch["retain_labels"]).mean()
+    nll_neg = hand_nll(negated_logits("forget"), batch["forget_labels"])[0]
+    nf = torch.clamp(50.0 - nll_neg, min=0).mean()
+    assert nr > 1e-4 and (nll_neg < 50).all()  # both terms are live
+    expected = a.sku_gd_weight * gd + a.sku_rd_weight * rd + 0.7 * nr + 0.3 * nf
+    assert loss_of(tr, batch) == pytest.approx(float(expected), rel=1e-4)
+    # the negated forward leaves the adapter's own scaling untouched
+    assert loss_of(tr, batch) == pytest.approx(float(expected), rel=1e-4)
+
+
+def _plain_logits(model, batch, group):
+    ids, mask = batch[f"{group}_input_ids"], batch[f"{group}_attention_mask"]
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits

@@ -48,6 +48,12 @@ class UnlearnArguments(TrainingArguments):
     sku_rd_weight: float = 2.5
     sku_pd_weight: float = 1.0
     sku_pd_bound: float = field(default=5.0, metadata={"help": "κ: preservation-divergence KL clamp (inf = authors' unbounded form)"})
+    # Negation-aware stage 1 (ours, not the paper's): terms evaluated at θ₀ − λ·τ, the model the user gets.
+    sku_negated_retain_weight: float = field(default=0.0, metadata={
+        "help": "ε₄: weight of KL(p_θ₀ ‖ p_(θ₀−λτ)) on normal pairs, so τ's negation keeps normal answers"})
+    sku_negated_forget_weight: float = field(default=0.0, metadata={
+        "help": "ε₅: weight of max(0, κ_f − NLL of the harmful answers at θ₀ − λτ): lowers their likelihood there, bounded"})
+    sku_negated_forget_bound: float = field(default=6.0, metadata={"help": "κ_f: harmful-answer NLL at θ₀ − λτ beyond which ε₅'s term stops pushing"})
     negation_scale: float = field(default=1.0, metadata={"help": "λ in θ_new = θ₀ − λ·τ"})
     # Baselines
     ga_stop_nll: float = 100.0
@@ -164,6 +170,37 @@ class UnlearnTrainer(Trainer):
         peft_model = self.accelerator.unwrap_model(model)
         with peft_model.disable_adapter():
             return self.forward_groups(model, inputs, names, output_hidden_states)
+
+    def negated_forward(self, model, inputs: dict, names, scale: float) -> dict:
+        """forward_groups at θ₀ − λ·τ, the model stage 2 will hand the user, with gradients to τ.
+        Under LoRA τ is the adapter: the same adapter runs with its scaling multiplied by −λ.
+        Under full fine-tuning τ = θ − θ₀: a functional call with (1 + λ)·θ₀ − λ·θ."""
+        if self._ref_copy is None:
+            from peft.tuners.lora import LoraLayer
+
+            layers = [m for m in self.accelerator.unwrap_model(model).modules() if isinstance(m, LoraLayer)]
+            saved = [dict(m.scaling) for m in layers]
+            for m in layers:
+                m.scaling.update({k: -scale * v for k, v in m.scaling.items()})
+            try:
+                return self.forward_groups(model, inputs, names)
+            finally:
+                for m, scaling in zip(layers, saved):
+                    m.scaling.clear()
+                    m.scaling.update(scaling)
+        inner = self.accelerator.unwrap_model(model)
+        theta0 = dict(self._ref_copy.named_parameters())
+        params = {n: (1 + scale) * theta0[n] - scale * p for n, p in inner.named_parameters()}
+
+        class _AtNegated(torch.nn.Module):  # forward_groups calls model(...); route that call through functional_call
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, **kwargs):
+                return torch.func.functional_call(inner, params, args=(), kwargs=kwargs, tie_weights=True)
+
+        return self.forward_groups(_AtNegated(), inputs, names)
 
     def record(self, **terms) -> None:
         """Remember loss components; they are averaged into the next log line."""

@@ -2,6 +2,11 @@
 
 L = ε₁·L_GD + ε₂·L_RD + ε₃·L_PD trains a deliberately harmful θ_h; `unlearnkit.negation` then
 subtracts λ·(θ_h − θ₀) from θ₀ (stage 2).
+
+Negation-aware stage 1 (ours, off by default until it wins on validation): two more terms read
+the model at θ₀ − λ·τ, the point stage 2 returns, in the same step —
+  ε₄·KL_t(p_θ₀ ‖ p_(θ₀−λτ)) on normal pairs (negating τ must keep normal answers), and
+  ε₅·mean max(0, κ_f − ℓ(y_f | x_f; θ₀−λτ)) (the harmful answers must become unlikely there, bounded).
 """
 
 import torch
@@ -38,5 +43,18 @@ class SKUTrainer(UnlearnTrainer):
             kl = token_kl(ref.logits, out["retain"].logits, out["retain"].labels)
             pd = -torch.clamp(kl, max=self.args.sku_pd_bound).mean()
             loss, terms["pd"] = loss + w_pd * pd, pd
+        a = self.args
+        if a.sku_negated_retain_weight or a.sku_negated_forget_weight:
+            # Negation-aware terms (ours): computed where the user will be, θ₀ − λ·τ, in the same step.
+            groups = (["retain"] if a.sku_negated_retain_weight else []) + (["forget"] if a.sku_negated_forget_weight else [])
+            negated = self.negated_forward(model, inputs, groups, a.negation_scale)
+            if "retain" in negated:
+                ref = self.reference_forward(model, inputs, ["retain"])["retain"]
+                nr = token_kl(ref.logits, negated["retain"].logits, negated["retain"].labels).mean()
+                loss, terms["neg_retain"] = loss + a.sku_negated_retain_weight * nr, nr
+            if "forget" in negated:
+                nll = answer_nll(negated["forget"].logits, negated["forget"].labels)
+                nf = torch.clamp(a.sku_negated_forget_bound - nll, min=0).mean()
+                loss, terms["neg_forget"] = loss + a.sku_negated_forget_weight * nf, nf
         self.record(**terms)
         return loss
