@@ -71,7 +71,7 @@ def measure_train(mode, quick):
     import torch
 
     from unlearnkit.methods import UnlearnArguments, build_trainer
-    from unlearnkit.methods.losses import answer_nll, token_kl
+    from unlearnkit.losses import answer_nll, token_kl
     from unlearnkit.models import load_model
 
     before = rss_mb()

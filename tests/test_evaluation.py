@@ -156,7 +156,7 @@ def test_evaluate_with_base_and_report_files(tiny_model, tokenizer, tmp_path, mo
 
 
 def test_probes_on_tiny_model(tiny_model, tokenizer, pairs):
-    from unlearnkit.evaluation.probes import JAILBREAK_WRAPPERS, run_probes
+    from unlearnkit.robustness import JAILBREAK_WRAPPERS, run_probes
 
     forget, _ = pairs
     settings = GenerationSettings(max_new_tokens=4, dtype="float32")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from unlearnkit.methods.losses import answer_logprob, answer_nll, hidden_mse, token_js, token_kl
+from unlearnkit.losses import answer_logprob, answer_nll, hidden_mse, token_js, token_kl
 
 IGN = -100
 

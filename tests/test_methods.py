@@ -1,7 +1,7 @@
 """Each method's loss against a hand computation on a 2-example batch, and its direction of travel.
 
 The hand computations run each group through the model separately and reduce with explicit
-loops, so they share nothing with methods/losses.py or the one-pass forward_groups."""
+loops, so they share nothing with losses.py or the one-pass forward_groups."""
 
 import math
 

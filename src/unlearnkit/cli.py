@@ -130,7 +130,7 @@ def cmd_eval(ns) -> int:
 
     settings = generation_settings(ns)
     probes = [p.strip() for p in (ns.probe or "").split(",") if p.strip()]
-    from unlearnkit.evaluation.probes import PROBES, run_probes
+    from unlearnkit.robustness import PROBES, run_probes
 
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pick", action="store_true",
                    help="save as DIR/model the λ with the lowest compliance rate that keeps degenerate and over-refusal "
                         "rises ≤ 0.05, normal similarity ≥ 0.98× and reference perplexity ≤ 1.1× the base's")
+    p.add_argument("--suite", help="score λ on a bundled suite's validation split (e.g. standard) instead of the demo data's")
     p.add_argument("--harmful-prompts", help="harmful prompts to score λ on (default: the demo data's validation split)")
     p.add_argument("--normal", help="normal prompts with references (default: the demo data's validation split)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal (default: the demo data's validation split)")

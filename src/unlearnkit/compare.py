@@ -198,12 +198,20 @@ def run_negate(ns) -> int:
         raise UnlearnkitError(f"{harmful_dir}: no such folder: pass the harmful model or adapter (an SKU run's harmful/)")
     # λ is a choice, so it is scored on validation prompts: the demo's validation split by default
     # (never its train split, which SKU learned from, nor its test split, which reports).
-    demo = {name: split_pairs(load_demo(name))["validation"] for name in ("harmful", "normal", "safe_lookalike")}
+    if ns.suite:
+        from unlearnkit.data import load_suite
+
+        suite = load_suite(ns.suite if ":" in ns.suite else ns.suite + ":validation")
+        demo = {"harmful": suite["harmful"], "normal": suite["normal"], "safe_lookalike": suite["safe"]}
+        source = f"suite {ns.suite if ':' in ns.suite else ns.suite + ':validation'}"
+    else:
+        demo = {name: split_pairs(load_demo(name))["validation"] for name in ("harmful", "normal", "safe_lookalike")}
+        source = "validation split of the demo data"
     harmful_prompts = (load_set(ns.harmful_prompts, "harmful-prompts", require_response=False) if ns.harmful_prompts
-                       else [{"prompt": p["prompt"], "category": p["category"]} for p in demo["harmful"]])
+                       else [{"prompt": p["prompt"], "category": p.get("category", "")} for p in demo["harmful"]])
     normal = load_set(ns.normal, "normal", require_response=False) if ns.normal else demo["normal"]
     safe = load_set(ns.safe, "safe", require_response=False) if ns.safe else demo["safe_lookalike"]
-    source = "user files" if ns.harmful_prompts else "validation split of the demo data"
+    source = "user files" if ns.harmful_prompts else source
     sets = EvalSets(harmful_prompts, normal, safe)
     judge = load_judge(ns.judge)
     base, tokenizer = load_model(ns.base)

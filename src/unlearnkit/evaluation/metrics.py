@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unlearnkit.data.format import GroupCollator, encode_pair
-from unlearnkit.methods.losses import answer_nll
+from unlearnkit.losses import answer_nll
 
 
 def summarize(values: Sequence, statistic: Callable = np.mean, n_boot: int = 1000, seed: int = 0) -> dict:

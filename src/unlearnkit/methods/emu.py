@@ -17,7 +17,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import answer_nll, token_js, token_kl
+from unlearnkit.losses import answer_nll, token_js, token_kl
 from unlearnkit.methods.registry import register
 
 MIN_CLUSTER = 5

@@ -1,7 +1,7 @@
 """Gradient ascent on the harmful answers."""
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import answer_nll
+from unlearnkit.losses import answer_nll
 from unlearnkit.methods.registry import register
 
 

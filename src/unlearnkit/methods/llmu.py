@@ -1,7 +1,7 @@
 """Yao et al. 2023, "Large Language Model Unlearning": GA + random mismatch + KL on normal data."""
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import answer_nll, token_kl
+from unlearnkit.losses import answer_nll, token_kl
 from unlearnkit.methods.registry import register
 
 

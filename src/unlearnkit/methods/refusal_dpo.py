@@ -3,7 +3,7 @@
 import torch.nn.functional as F
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import answer_logprob, answer_nll
+from unlearnkit.losses import answer_logprob, answer_nll
 from unlearnkit.methods.registry import register
 
 

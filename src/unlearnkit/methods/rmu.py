@@ -3,7 +3,7 @@
 import torch
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import hidden_mse
+from unlearnkit.losses import hidden_mse
 from unlearnkit.methods.registry import register
 
 

@@ -12,7 +12,7 @@ the model at θ₀ − λ·τ, the point stage 2 returns, in the same step —
 import torch
 
 from unlearnkit.methods.base import UnlearnTrainer
-from unlearnkit.methods.losses import answer_nll, token_kl
+from unlearnkit.losses import answer_nll, token_kl
 from unlearnkit.methods.registry import register
 
 

@@ -20,7 +20,7 @@ from unlearnkit.evaluation.judge import main_verdict
 from unlearnkit.evaluation.generate import GenerationSettings
 from unlearnkit.evaluation.metrics import summarize
 from unlearnkit.methods.base import UnlearnArguments, UnlearnTrainer
-from unlearnkit.methods.losses import answer_nll
+from unlearnkit.losses import answer_nll
 
 PROBES = ("relearn", "quantize", "jailbreak")
 

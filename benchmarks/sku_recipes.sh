@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SKU recipes on the default model, chosen on validation: stage 1 on the demo data's train split,
+# λ scored by `negate --pick` on the bundled suite's validation split (never its test split).
+#   A: the paper's losses with the retention-signed preservation term (the previous demo recipe)
+#   B: A + negation-aware terms (KL to θ₀ and a bounded harmful-answer term, both at θ₀ − λτ)
+# Usage: bash benchmarks/sku_recipes.sh OUT_DIR [STEPS]
+set -euo pipefail
+OUT=${1:?output folder}; STEPS=${2:-40}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$OUT"
+$PY - "$OUT" <<'PYEOF'
+import json, sys
+from unlearnkit.data import load_demo, split_pairs
+out = sys.argv[1]
+for name in ("harmful", "normal"):
+    rows = split_pairs(load_demo(name))["train"]
+    open(f"{out}/{name}_train.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in rows))
+PYEOF
+common=(--model default --forget "$OUT/harmful_train.jsonl" --retain "$OUT/normal_train.jsonl" --max-steps "$STEPS"
+        --batch-size 4 --lr 5e-4 --lambda 2 --set mismatch_k=2 --set sku_pd_weight=-2.5 --save-steps 20)
+for recipe in A B; do
+  extra=()
+  [ "$recipe" = B ] && extra=(--set sku_negated_retain_weight=1.0 --set sku_negated_forget_weight=0.5)
+  [ -d "$OUT/$recipe" ] || /usr/bin/time -f "$recipe stage 1: %e s" $PY -m unlearnkit.cli unlearn --method sku "${common[@]}" "${extra[@]}" --out "$OUT/$recipe"
+  [ -d "$OUT/$recipe-negate" ] || /usr/bin/time -f "$recipe negate: %e s" $PY -m unlearnkit.cli negate --harmful "$OUT/$recipe/harmful" \
+      --suite standard --lambdas 1,2,4 --pick --out "$OUT/$recipe-negate" || echo "$recipe: no λ kept every limit"
+done
