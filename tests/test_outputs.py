@@ -164,3 +164,34 @@ def test_out_of_space_is_one_line(monkeypatch, tmp_path, tiny_model_dir, files, 
     assert main(ga(tiny_model_dir, forget, tmp_path / "q")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no space left" in err and "--resume" in err
+
+
+@pytest.mark.parametrize("native,choice,expected,warns", [
+    (False, None, False, False), (True, None, True, False), (False, "auto", False, False), (True, "auto", True, False),
+    (False, "bf16", True, True), (True, "bf16", True, False), (True, "fp32", False, False)])
+def test_precision_follows_the_hardware(monkeypatch, capsys, native, choice, expected, warns):
+    from unlearnkit.cli import build_parser
+    from unlearnkit.runs import training_settings
+
+    monkeypatch.setattr("unlearnkit.distributed.native_bf16", lambda: native)
+    argv = ["unlearn"] + (["--precision", choice] if choice else [])
+    assert training_settings(build_parser().parse_args(argv))[1]["bf16"] is expected
+    err = capsys.readouterr().err
+    assert ("no native bf16" in err) is warns and (not warns or len(err.strip().splitlines()) == 1)
+    assert build_parser().parse_args(["unlearn", "--bf16"]).precision == "bf16"  # the old flag is an alias
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path, tiny_model_dir, files, capsys):
+    forget, retain = files
+    assert main(["unlearn", "--method", "ga", "--model", str(tiny_model_dir), "--forget", str(forget),
+                 "--out", str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "2"]) == 0
+    err = capsys.readouterr()
+    assert "step 1/2: loss" in err.err and "s/step" in err.err and "{'loss'" not in err.out + err.err
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"q{i}?"} for i in range(3)])
+    normal = write_jsonl(tmp_path / "n.jsonl", [{"prompt": "hi?", "response": "hello"}])
+    assert main(["collect", "--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(tmp_path / "c.jsonl"),
+                 "--max-new-tokens", "2", "--judge", "refusal"]) == 0
+    assert "generating answers: 3/3 answers (100%)" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tiny_model_dir), "--harmful", str(prompts), "--normal", str(normal),
+                 "--out", str(tmp_path / "ev"), "--max-new-tokens", "2", "--judge", "refusal", "--no-cache"]) == 0
+    assert "generating answers: 4/4 answers (100%)" in capsys.readouterr().err

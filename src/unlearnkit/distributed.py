@@ -1,4 +1,5 @@
-"""What a command needs to know when `torchrun` / `accelerate launch` started several copies of it."""
+"""What a command needs to know about the hardware it runs on, and about the other copies of it that
+`torchrun` / `accelerate launch` started."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ def wait_for_everyone() -> None:
         from accelerate import PartialState
 
         PartialState(cpu=not has_accelerator()).wait_for_everyone()
+
+
+def native_bf16() -> bool:
+    """bf16 matmuls in hardware: CUDA with bf16 support, or a CPU with avx512_bf16 or AMX. Elsewhere
+    (AVX2-only CPUs) bf16 is emulated and measured more than 10x slower than fp32."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -108,23 +108,48 @@ def _safetensors_files(folder: Path) -> list[Path]:
     return files
 
 
+def _match_by_shape(left_params: dict, left_files: dict) -> dict:
+    """Pair tensors the two sides name differently (a checkpoint's `embed_out` is the model's
+    `lm_head` in transformers 5) when their shape leaves exactly one candidate on each side."""
+    pairs = {}
+    for name, param in left_params.items():
+        same = [f for f, shape in left_files.items() if tuple(shape) == tuple(param.shape)]
+        rivals = [n for n, p in left_params.items() if tuple(p.shape) == tuple(param.shape)]
+        if len(same) == 1 and len(rivals) == 1:
+            pairs[name] = same[0]
+    return pairs
+
+
 @torch.no_grad()
 def negate_in_place(model, base_dir: str | os.PathLike, scale: float) -> None:
-    """The trained model holds θ_h; overwrite it with θ₀ − λ·(θ_h − θ₀), θ₀ read from base_dir."""
-    params = dict(model.named_parameters())
-    params.update(dict(model.named_buffers()))
-    seen = set()
+    """The trained model holds θ_h; overwrite it with θ₀ − λ·(θ_h − θ₀), θ₀ read tensor by tensor
+    from base_dir. Tensors are paired by name (tied weights count once, under any of their names),
+    then any left over by a unique shape; a mismatch names the tensors."""
+    owners: dict[int, tuple[torch.Tensor, list[str]]] = {}
+    params = {id(p) for p in model.parameters()}
+    for name, tensor in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
+        owners.setdefault(id(tensor), (tensor, []))[1].append(name)
+    where, shapes = {}, {}
     for file in _safetensors_files(Path(base_dir)):
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():
-                target = params.get(name)
-                if target is None or id(target) in seen:  # tied weights appear under two names
-                    continue
-                target.copy_(negate_tensor(f.get_tensor(name).to(target.device), target, scale))
-                seen.add(id(target))
-    missing = [n for n, p in model.named_parameters() if id(p) not in seen]
+                where[name], shapes[name] = file, f.get_slice(name).get_shape()
+    plan, left = {}, {}
+    for tensor, names in owners.values():
+        found = next((n for n in names if n in where), None)
+        if found:
+            plan[found] = tensor
+        elif id(tensor) in params:  # buffers a checkpoint does not hold (rotary tables) are rebuilt, not learned
+            left[names[0]] = tensor
+    renamed = _match_by_shape(left, {n: s for n, s in shapes.items() if n not in plan})
+    plan.update({renamed[n]: t for n, t in left.items() if n in renamed})
+    missing = sorted(n for n in left if n not in renamed)
     if missing:
-        raise UnlearnkitError(f"base model at {base_dir} lacks {len(missing)} tensors (first: {missing[0]}): use the model the run started from")
+        raise UnlearnkitError(f"base model at {base_dir} lacks {len(missing)} tensors the trained model has "
+                              f"({', '.join(missing[:3])}): use the model the run started from")
+    for file_name, tensor in plan.items():
+        with safe_open(str(where[file_name]), framework="pt") as f:
+            tensor.copy_(negate_tensor(f.get_tensor(file_name).to(tensor.device), tensor, scale))
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data.format import prompt_text
+from unlearnkit.distributed import native_bf16
 from unlearnkit.progress import Progress
 
 
@@ -31,19 +32,9 @@ class GenerationSettings:
     dtype: str = "auto"  # "auto": bfloat16 where the hardware has fast bf16 matmul, else the model's own
 
 
-def _fast_bf16() -> bool:
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_dtype(settings: GenerationSettings, model) -> torch.dtype:
     if settings.dtype == "auto":
-        return torch.bfloat16 if _fast_bf16() else model.dtype
+        return torch.bfloat16 if native_bf16() else model.dtype
     return getattr(torch, settings.dtype)
 
 

@@ -38,8 +38,8 @@ class UnlearnArguments(TrainingArguments):
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (False: full fine-tune)"})
     lora_r: int = 32
     lora_alpha: int = 16
-    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-                              metadata={"help": "comma-separated module names LoRA adapts"})
+    lora_targets: str = field(default="all-linear", metadata={
+        "help": "comma-separated module names LoRA adapts; all-linear: every linear layer of the decoder blocks, never the LM head"})
     max_length: int = field(default=256, metadata={"help": "tokens per prompt+answer sequence"})
     mismatch_k: int = field(default=5, metadata={"help": "random answers per forget prompt (SKU random disassociation, LLMU mismatch)"})
     retain_weight: float = field(default=1.0, metadata={"help": "α: weight of the normal-data term (npo, simnpo, rmu, refusal-dpo)"})

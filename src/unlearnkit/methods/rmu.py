@@ -20,9 +20,10 @@ class RMUTrainer(UnlearnTrainer):
     @classmethod
     def trainable_modules(cls, model, args):
         # Only the MLPs of the steered layer and the two below it learn (as in the WMDP code).
+        from unlearnkit.models.layers import mlp_linear_names
+
         layer = cls.steered_layer(model.config, args)
-        return [f"layers.{i}.mlp.{proj}" for i in range(max(0, layer - 2), layer + 1)
-                for proj in ("gate_proj", "up_proj", "down_proj")]
+        return mlp_linear_names(model, range(max(0, layer - 2), layer + 1))
 
     def steering_target(self, reference_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """c·u, fixed on first use: u a seeded random unit vector, c from --rmu-coeff or, by default,

@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import TrainerCallback, set_seed
 
 from unlearnkit.data.format import GroupCollator, UnlearnDataset
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import UnlearnArguments
 from unlearnkit.methods.registry import get_method
 from unlearnkit.negation import negate_in_place, negate_lora
@@ -42,16 +43,51 @@ class JsonlLogCallback(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
+class StepLines(TrainerCallback):
+    """When output is not a terminal (a log file, a pipe, CI): one concise line per logged step —
+    step, loss terms, seconds per step, time left — instead of transformers' raw dictionaries."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.start, self.first_step = time.time(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import sys
+        import time
+
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        done = max(1, state.global_step - self.first_step)
+        per_step = (time.time() - self.start) / done
+        terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items()
+                         if k not in ("grad_norm", "learning_rate", "epoch") and isinstance(v, (int, float)))
+        print(f"step {state.global_step}/{state.max_steps}: {terms} | {per_step:.1f} s/step, "
+              f"~{per_step * (state.max_steps - state.global_step):.0f} s left", file=sys.stderr, flush=True)
+
+
 def prepare_model(model, args: UnlearnArguments, method_cls):
     """Wrap in LoRA (peft) or pick the trainable weights for full fine-tuning."""
     targets = method_cls.trainable_modules(model, args)
     if args.lora:
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(
-            r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-            target_modules=targets or [t.strip() for t in args.lora_targets.split(",") if t.strip()],
-        )
+        from unlearnkit.models.layers import block_linear_names
+
+        if not targets:
+            wanted = args.lora_targets.strip()
+            targets = block_linear_names(model) if wanted == "all-linear" else [t.strip() for t in wanted.split(",") if t.strip()]
+            present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+            if not set(targets) & present:
+                raise UnlearnkitError(f"--set lora_targets={wanted} matches no module of {type(model).__name__}; its linear "
+                                      f"layers are {', '.join(block_linear_names(model))}")
+        args.lora_targets_chosen = ",".join(targets)
+        if args.process_index == 0:
+            import sys
+
+            print(f"LoRA adapts: {args.lora_targets_chosen}", file=sys.stderr, flush=True)
+        config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                            target_modules=targets)
         return get_peft_model(model, config)
     if targets:
         model.requires_grad_(False)
@@ -74,8 +110,14 @@ def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | Non
         tokenizer, forget, retain if method_cls.uses_retain else None, max_length=args.max_length,
         mismatch_pool=method_cls.mismatch_pool, mismatch_k=args.mismatch_k, positive=positive, seed=args.seed,
     )
-    return method_cls(model=model, args=args, train_dataset=dataset, data_collator=GroupCollator(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=list(callbacks) + extra_callbacks)
+    trainer = method_cls(model=model, args=args, train_dataset=dataset, data_collator=GroupCollator(tokenizer.pad_token_id),
+                         processing_class=tokenizer, callbacks=list(callbacks) + extra_callbacks)
+    if args.disable_tqdm:  # not a terminal: concise lines, not raw dictionaries
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(StepLines())
+    return trainer
 
 
 def finish(trainer, base_dir: str | os.PathLike | None = None):
