@@ -238,12 +238,12 @@ def run_negate(ns) -> int:
         summary = {"scored_on": source, "limits": PICK_LIMITS,
                    "lambdas": [{"lambda": r["lambda"], "broken_limits": r["broken"], "metrics": r["metrics"]} for r in checked],
                    "base": rows[0]["base"]}
-        if ns.pick:
-            if best is None:
-                raise UnlearnkitError("no λ keeps every limit (" + "; ".join(f"λ={r['lambda']:g}: {', '.join(r['broken'])}"
-                                      for r in checked) + "): try smaller λ or a longer stage 1")
+        if ns.pick and best is not None:
             summary["picked"] = best["lambda"]
             save_model(negated(best["lambda"], work), tokenizer, work / "model")
             print(f"picked λ={best['lambda']:g} on {source} → {ns.out}/model")
-        write_text_atomic(work / "negate.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(work / "negate.json", json.dumps(summary, indent=2) + "\n")  # the searched curve, whatever --pick found
+    if ns.pick and best is None:
+        raise UnlearnkitError("no λ keeps every limit (" + "; ".join(f"λ={r['lambda']:g}: {', '.join(r['broken'])}"
+                              for r in checked) + f"): the curve is in {ns.out}/negate.json; try smaller λ or a longer stage 1")
     return 0
