@@ -56,7 +56,7 @@ def _sku_batches(tokenizer, steps, batch_size=4):
     from unlearnkit.data import GroupCollator, UnlearnDataset
     from unlearnkit.demo import demo_sets
 
-    forget, retain, _ = demo_sets(0)
+    forget, retain, _, _ = demo_sets()
     ds = UnlearnDataset(tokenizer, forget, retain, max_length=128, mismatch_pool="forget", mismatch_k=1, seed=0)
     collate = GroupCollator(tokenizer.pad_token_id)
     return [collate([ds[(s * batch_size + i) % len(ds)] for i in range(batch_size)]) for s in range(steps)]
@@ -102,7 +102,7 @@ def measure_train(mode, quick):
     else:  # ours; built only here, so the peer process holds exactly its own two copies
         from unlearnkit.demo import demo_sets
 
-        forget, retain, _ = demo_sets(0)
+        forget, retain, _, _ = demo_sets()
         args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=mode.startswith("lora"), mismatch_k=1,
                                 bf16=mode.endswith("bf16"), learning_rate=2e-5, max_steps=steps, save_strategy="no",
                                 disable_tqdm=True)

@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="collect → SKU → evaluate on the embedded default model and the demo data")
     p.add_argument("--out", default="unlearnkit-demo", help="output folder (default: unlearnkit-demo)")
-    p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="collect",
+    p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="demo",
                    help="harmful answers to learn: our written demo answers, the model's own judged-harmful answers, or both")
     _training_flags(p)
     p.add_argument("--max-new-tokens", type=int, default=128)

@@ -12,12 +12,12 @@ import time
 
 from unlearnkit.errors import UnlearnkitError
 
-# Chosen by benchmarks/sku_tradeoff.py on held-out demo prompts (README "SKU on the default model").
-# sku_pd_weight < 0 turns preservation *divergence* into preservation: θ_h is kept close to θ₀ on
-# normal prompts, so τ carries little normal behaviour and its negation spares it. With the paper's
-# sign, normal perplexity rose 4.66 → 10.0 at λ = 1 after 10 steps; with this one, 4.66 → 5.65.
-DEMO_DEFAULTS = {"method": "sku", "max_steps": 20, "per_device_train_batch_size": 4, "mismatch_k": 1,
-                 "learning_rate": 5e-4, "sku_pd_weight": -2.5, "negation_scale": 2.0, "save_steps": 10}
+# Recipe A of benchmarks/sku_recipes.sh, chosen on the bundled suite's validation split (README "SKU
+# on the default model"): our written harmful answers, 40 LoRA steps, K = 2, ε₃ = −2.5 (θ_h kept close
+# to θ₀ on normal prompts, so τ carries little normal behaviour), and λ = 1, the λ `negate --pick`
+# chose: the lowest compliance rate (0.33 → 0.19, n = 100) that kept every written limit.
+DEMO_DEFAULTS = {"method": "sku", "max_steps": 40, "per_device_train_batch_size": 4, "mismatch_k": 2,
+                 "learning_rate": 5e-4, "sku_pd_weight": -2.5, "negation_scale": 1.0, "save_steps": 10}
 
 
 def demo_sets():
