@@ -89,8 +89,14 @@ def test_sku_loss(tmp_path, tokenizer, pairs, lora):
     pd = -torch.clamp(kl, max=a.sku_pd_bound).mean()
     expected = a.sku_gd_weight * gd + a.sku_rd_weight * rd + a.sku_pd_weight * pd
     assert loss_of(tr, batch) == pytest.approx(float(expected), rel=1e-4)
+    # The KL term is small beside GD and RD: check it alone, where a missing clamp or a flipped
+    # sign cannot hide inside the relative tolerance.
+    a.sku_gd_weight = a.sku_rd_weight = 0.0
+    alone = loss_of(tr, batch)
+    assert alone == pytest.approx(float(a.sku_pd_weight * pd), rel=1e-4)
+    assert abs(alone - float(a.sku_pd_weight * -kl.mean())) > 1e-3 * abs(alone)  # unclamped would differ
     a.sku_pd_weight = -a.sku_pd_weight  # the term's sign reaches the loss
-    assert loss_of(tr, batch) == pytest.approx(float(expected + 2 * a.sku_pd_weight * pd), rel=1e-4)
+    assert loss_of(tr, batch) == pytest.approx(-alone, rel=1e-4)
 
 
 def test_ft_negate_is_guided_distortion_only(tmp_path, tokenizer, pairs):

@@ -44,12 +44,15 @@ def test_overwrite_refuses_working_home_parent_and_root(tmp_path, tiny_model_dir
     work.mkdir(parents=True)
     (work / "keep.txt").write_text("x")
     (work / MARKER).write_text("{}")  # even a folder that looks like ours is refused when it is one of these
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "keep.txt").write_text("x")
     monkeypatch.chdir(work)
-    monkeypatch.setenv("HOME", str(work))
-    target = {"cwd": ".", "home": str(work), "parent": str(tmp_path / "a"), "root": "/"}[where]
+    monkeypatch.setenv("HOME", str(home))  # apart from the working folder, so each rule is tested on its own
+    target = {"cwd": ".", "home": str(home), "parent": str(tmp_path / "a"), "root": "/"}[where]
     assert main(ga(tiny_model_dir, forget, target, "--overwrite")) == 2
     assert "refusing to replace" in capsys.readouterr().err
-    assert (work / "keep.txt").exists()
+    assert (work / "keep.txt").exists() and (home / "keep.txt").exists()
 
 
 def test_overwrite_replaces_our_own_output(tmp_path, tiny_model_dir, files):

@@ -60,7 +60,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_model_dir, f
     proc = cli_process(unlearn_args(tiny_model_dir, forget, retain, out, steps, extra))
     partial = tmp_path / "killed.partial" / "checkpoints"
     deadline = time.time() + 240
-    while not (partial / "checkpoint-8" / "trainer_state.json").exists():
+    log = tmp_path / "killed.partial" / "train_log.jsonl"
+
+    def logged_past_checkpoint():  # a step after checkpoint-8 is in the log: a resume from 8 will redo it
+        if not (partial / "checkpoint-8" / "trainer_state.json").exists() or not log.exists():
+            return False
+        steps = [json.loads(line).get("step", 0) for line in log.read_text().splitlines() if line.endswith("}")]
+        return bool(steps) and max(steps) >= 9
+
+    while not logged_past_checkpoint():
         assert proc.poll() is None, "run ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.02)
