@@ -39,7 +39,7 @@ def cpu_name() -> str:
 def command(kind: str, work: Path, data: dict) -> tuple[list[str], Path]:
     out = work / kind
     train = ["--model", "default", "--forget", data["forget"], "--retain", data["retain"], "--max-steps", str(STEPS),
-             "--batch-size", "2", "--save-steps", "1", "--set", "mismatch_k=1", "--set", "save_total_limit=10", "--out", str(out)]
+             "--batch-size", "2", "--save-steps", "1", "--set", "mismatch_k=1", "--set", "save_total_limit=2", "--out", str(out)]
     if kind == "collect":
         return ["collect", "--prompts", data["prompts"], "--out", str(out) + ".jsonl", "--max-new-tokens", "24"], Path(str(out) + ".jsonl")
     if kind == "unlearn-lora":

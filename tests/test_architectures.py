@@ -85,3 +85,22 @@ def test_lora_targets_that_match_nothing_is_one_clear_line(tmp_path, tiny_model_
                  str(tmp_path / "o"), "--max-steps", "1", "--set", "lora_targets=c_attn,nonsense"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "matches no module" in err and "q_proj" in err
+
+
+def test_a_model_without_linear_layers_in_its_blocks_is_one_clear_error():
+    from types import SimpleNamespace
+
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.models.layers import block_linear_names
+
+    class NoLinear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = SimpleNamespace(num_hidden_layers=2)
+            self.layers = torch.nn.ModuleList([torch.nn.LayerNorm(4), torch.nn.LayerNorm(4)])
+
+    with pytest.raises(UnlearnkitError, match="no linear layers in its decoder blocks") as err:
+        block_linear_names(NoLinear())
+    assert "\n" not in str(err.value)
+    with pytest.raises(UnlearnkitError, match="cannot find the 3 decoder blocks"):
+        block_linear_names(SimpleNamespace(config=SimpleNamespace(num_hidden_layers=3), named_modules=lambda: iter([])))
