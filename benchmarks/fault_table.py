@@ -108,7 +108,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default="collect,unlearn-lora,unlearn-full,negate,eval")
+    parser.add_argument("--kill-range", default="0.05,1.0", help="kill between these fractions of an uninterrupted run")
     ns = parser.parse_args()
+    kill_lo, kill_hi = (float(x) for x in ns.kill_range.split(","))
     rng = random.Random(ns.seed)
     work = Path(tempfile.mkdtemp(prefix="unlearnkit-faults-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNLEARNKIT_CACHE": os.environ.get("UNLEARNKIT_CACHE", str(Path.home() / ".cache" / "unlearnkit"))}
@@ -124,22 +127,24 @@ def main() -> None:
     # Uninterrupted references (and their durations, which bound the random kill moments).
     refs, durations = work / "reference", {}
     refs.mkdir()
-    for kind in ("unlearn-lora", "unlearn-full", "collect", "eval"):
+    kinds = ns.kinds.split(",")
+    needed = [k for k in ("unlearn-lora", "unlearn-full", "collect", "eval") if k in kinds or (k == "unlearn-lora" and "negate" in kinds)]
+    for kind in needed:
         args, out = command(kind, refs, data)
         code, durations[kind] = run(args, env)
         assert code == 0, f"reference {kind} failed"
-    data["harmful"] = str(refs / "unlearn-lora" / "harmful")
-    args, _ = command("negate", refs, data)
-    code, durations["negate"] = run(args, env)
-    assert code == 0, "reference negate failed"
-    kinds = ["collect", "unlearn-lora", "unlearn-full", "negate", "eval"]
+    if "negate" in kinds:
+        data["harmful"] = str(refs / "unlearn-lora" / "harmful")
+        args, _ = command("negate", refs, data)
+        code, durations["negate"] = run(args, env)
+        assert code == 0, "reference negate failed"
     results = []
     for trial in range(ns.trials):
         kind = kinds[trial % len(kinds)]
         trial_dir = work / f"trial{trial}"
         trial_dir.mkdir()
         args, out = command(kind, trial_dir, data)
-        kill_after = rng.uniform(0.05, 1.0) * durations[kind]
+        kill_after = rng.uniform(kill_lo, kill_hi) * durations[kind]
         killed_code, _ = run(args, env, kill_after)
         after_kill = state_of(out)
         if after_kill == "resumable":

@@ -198,3 +198,20 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path, tiny_model_dir, 
     assert main(["eval", "--model", str(tiny_model_dir), "--harmful", str(prompts), "--normal", str(normal),
                  "--out", str(tmp_path / "ev"), "--max-new-tokens", "2", "--judge", "refusal", "--no-cache"]) == 0
     assert "generating answers: 4/4 answers (100%)" in capsys.readouterr().err
+
+
+def test_resume_keeps_each_logged_step_once(tmp_path):
+    """A run killed after its last checkpoint and its end-of-training summary: the summary and the steps
+    after the checkpoint go, so the resumed run's own lines are not duplicates."""
+    import json
+
+    from unlearnkit.runs import keep_log_until
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [{"step": s, "loss": 1.0 / s} for s in range(1, 6)] + [{"step": 5, "train_runtime": 9.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "lo')  # a line cut short by the kill
+    keep_log_until(log, 4)
+    assert [json.loads(l) for l in log.read_text().splitlines()] == rows[:4]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keep_log_until(log, 5)  # killed after the final checkpoint: only the summary goes
+    assert [json.loads(l) for l in log.read_text().splitlines()] == rows[:5]
