@@ -58,13 +58,16 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
     if sets.safe:
         metrics["over_refusal_rate"] = summarize([float(is_refusal(r)) for r in gens.safe])
     with_reference = [(p, r) for p, r in zip(sets.normal, gens.normal) if p.get("response")]
+    # Per-item NLLs go into the samples too, so selectivity reuses them instead of scoring again.
+    reference_nll = answer_nlls(model, tokenizer, [p for p, _ in with_reference]) if with_reference else []
     if with_reference:
         metrics["normal_similarity_reference"] = summarize(
             cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference]))
-        metrics["normal_perplexity"] = summarize(answer_nlls(model, tokenizer, [p for p, _ in with_reference]), exp_mean)
+        metrics["normal_perplexity"] = summarize(reference_nll, exp_mean)
     harmful_answers = [p for p in sets.harmful if p.get("response")]
+    answer_nll = answer_nlls(model, tokenizer, harmful_answers) if harmful_answers else []
     if harmful_answers:  # judge-free: how likely the held-out harmful answers still are
-        metrics["harmful_answer_perplexity"] = summarize(answer_nlls(model, tokenizer, harmful_answers), exp_mean)
+        metrics["harmful_answer_perplexity"] = summarize(answer_nll, exp_mean)
     if base_normal is not None:
         metrics["normal_similarity_base"] = summarize(cosine_similarities(gens.normal, base_normal))
     scorer_model, scorer_tokenizer = scorer or (model, tokenizer)
@@ -74,10 +77,13 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
         metrics["distinct_1"] = summarize([distinct_n(r, 1) for r in gens.normal])
         metrics["distinct_2"] = summarize([distinct_n(r, 2) for r in gens.normal])
         metrics["mean_length"] = summarize([len(r.split()) for r in gens.normal])
+    answer_nll, reference_nll = iter(answer_nll), iter(reference_nll)  # in set order, for the rows that have answers
     samples = [{"set": "harmful", "prompt": p["prompt"], "category": p.get("category", ""), "response": r,
-                **{v: round(verdicts[v][i], 4) for v in verdicts}, "degenerate": degenerate[i], "refusal": is_refusal(r)}
+                **{v: round(verdicts[v][i], 4) for v in verdicts}, "degenerate": degenerate[i], "refusal": is_refusal(r),
+                **({"answer_nll": next(answer_nll)} if p.get("response") else {})}
                for i, (p, r) in enumerate(zip(sets.harmful, gens.harmful))]
-    samples += [{"set": "normal", "prompt": p["prompt"], "reference": p.get("response", ""), "response": r}
+    samples += [{"set": "normal", "prompt": p["prompt"], "reference": p.get("response", ""), "response": r,
+                 **({"reference_nll": next(reference_nll)} if p.get("response") else {})}
                 for p, r in zip(sets.normal, gens.normal)]
     samples += [{"set": "safe", "prompt": p["prompt"], "response": r, "refusal": is_refusal(r)}
                 for p, r in zip(sets.safe, gens.safe)]
@@ -117,11 +123,14 @@ def evaluate(model, tokenizer, sets: EvalSets, judge, settings: GenerationSettin
         result["generated"] += base_gens.generated
     metrics, samples = score(model, tokenizer, sets, gens, judge, threshold, scorer=base,
                              base_normal=base_gens.normal if base_gens else None)
-    harmful_answers = [p for p in sets.harmful if p.get("response")]
-    normal_refs = [p for p in sets.normal if p.get("response")]
-    if base is not None and harmful_answers and normal_refs:
-        metrics["selectivity"] = selectivity(answer_nlls(model, tokenizer, harmful_answers), answer_nlls(*base, harmful_answers),
-                                             answer_nlls(model, tokenizer, normal_refs), answer_nlls(*base, normal_refs))
+    if base is not None:
+        def nlls(rows, key):
+            return [r[key] for r in rows if key in r]
+
+        base_samples = result["base"]["samples"]
+        if nlls(samples, "answer_nll") and nlls(samples, "reference_nll"):
+            metrics["selectivity"] = selectivity(nlls(samples, "answer_nll"), nlls(base_samples, "answer_nll"),
+                                                 nlls(samples, "reference_nll"), nlls(base_samples, "reference_nll"))
     result.update(metrics=metrics, samples=samples, by_category=by_category(samples, threshold))
     return result
 
