@@ -183,14 +183,15 @@ def main():
     for verdict in VERDICTS:
         # Choices (L2, JBB's weight) by out-of-fold agreement on the target set: the same grouped
         # folds that report, so the figure below is a cross-validated choice, stated as such.
-        trials = []
+        trials, predictions = [], {}
         for l2 in (1e-3, 1e-2, 3e-2, 0.1):
             for jbb_weight in (0.0, 0.3, 1.0):
                 idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight)
                 labels = np.array([rows[i][verdict] for i in idx])
+                predictions[l2, jbb_weight] = idx, scores
                 trials.append((agreement_stats(scores, labels)["agreement"], -l2, -jbb_weight, l2, jbb_weight))
         _, _, _, l2, jbb_weight = max(trials)
-        idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight)
+        idx, scores = predictions[l2, jbb_weight]  # the chosen trial's own out-of-fold predictions
         labels = np.array([rows[i][verdict] for i in idx])
         per_category = {}
         for c in sorted({rows[i]["category"] for i in idx}):
