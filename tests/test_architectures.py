@@ -104,3 +104,27 @@ def test_a_model_without_linear_layers_in_its_blocks_is_one_clear_error():
     assert "\n" not in str(err.value)
     with pytest.raises(UnlearnkitError, match="cannot find the 3 decoder blocks"):
         block_linear_names(SimpleNamespace(config=SimpleNamespace(num_hidden_layers=3), named_modules=lambda: iter([])))
+
+
+WRITERS = {"llama": {"o_proj", "down_proj"}, "qwen2": {"o_proj", "down_proj"}, "mistral": {"o_proj", "down_proj"},
+           "gemma": {"o_proj", "down_proj"}, "phi": {"dense", "fc2"}, "opt": {"out_proj", "fc2"},
+           "gpt2": {"attn.c_proj", "mlp.c_proj"}, "gpt_neox": {"attention.dense", "dense_4h_to_h"}}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_refusal_ablation_finds_the_residual_writers_of_every_family(tokenizer, family):
+    from unlearnkit.robustness import ablated_copy, residual_writers
+
+    model = tiny(family, tokenizer)
+    names = {n for n, m in model.named_modules() if any(m is w for w in residual_writers(model))}
+    assert len(names) == 2 * 3  # attention's and the MLP's output layer in each of the 3 blocks
+    assert {next(w for w in WRITERS[family] if n.endswith(w)) for n in names} == WRITERS[family]
+    torch.manual_seed(1)
+    r = torch.randn(V)
+    r = r / r.norm()
+    attacked = ablated_copy(model, r).eval()  # from_config leaves dropout on: it would mask elementwise
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        hidden = attacked(input_ids=ids, output_hidden_states=True).hidden_states
+    for layer in range(1, 3):  # outputs of blocks 1 and 2: nothing writes along r any more
+        assert (hidden[layer] @ r).abs().max() < 1e-4, layer

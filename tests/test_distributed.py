@@ -77,3 +77,41 @@ def test_accumulation_checkpointing_and_bf16_pass_through(tmp_path, tiny_model_d
     half = run("bf16", 2, "--bf16")
     assert not all(torch.equal(reference[k], half[k]) for k in reference)  # autocast really ran in bf16...
     assert_same(reference, half, atol=5e-3)  # ...and trained the same way
+
+
+def test_an_error_on_one_rank_ends_every_rank_within_a_minute(tmp_path, tiny_model_dir, two_pairs):
+    import time
+
+    # Rank 1 fails at its second step while rank 0 waits for it in the gradient all-reduce: the
+    # launcher must end rank 0 too, instead of leaving it blocked in the collective.
+    failed_at = tmp_path / "failed_at"
+    script = tmp_path / "fail_on_rank1.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "import transformers\n"
+        "from unlearnkit.cli import main\n"
+        "step = transformers.Trainer.training_step\n"
+        "def failing(self, *args, **kwargs):\n"
+        "    if os.environ['RANK'] == '1' and self.state.global_step == 1:\n"
+        f"        open({str(failed_at)!r}, 'w').write(str(time.time()))\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    return step(self, *args, **kwargs)\n"
+        "transformers.Trainer.training_step = failing\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(script),
+           *unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", "ga", 1), "--max-steps", "50"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:  # hung: clean up before failing
+            os.killpg(proc.pid, 9)
+    ended = time.time()
+    assert proc.returncode != 0 and "injected failure on rank 1" in err
+    assert ended - float(failed_at.read_text()) < 60  # rank 0 did not wait out the collective's timeout
+    survivors = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
+    assert not survivors, survivors  # no rank outlives the launcher

@@ -155,20 +155,6 @@ def test_evaluate_with_base_and_report_files(tiny_model, tokenizer, tmp_path, mo
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_probes_on_tiny_model(tiny_model, tokenizer, pairs):
-    from unlearnkit.robustness import JAILBREAK_WRAPPERS, run_probes
-
-    forget, _ = pairs
-    settings = GenerationSettings(max_new_tokens=4, dtype="float32")
-    before = {n: p.clone() for n, p in tiny_model.named_parameters()}
-    out = run_probes(["relearn", "quantize", "jailbreak"], tiny_model, tokenizer, [p["prompt"] for p in HARMFUL],
-                     RefusalJudge(), settings, forget_pairs=forget)
-    assert set(out) == {"relearn", "quantize", "jailbreak"}
-    assert out["relearn"]["compliance_rate"]["n"] == 3 and out["relearn"]["k"] == 8
-    assert set(JAILBREAK_WRAPPERS) <= set(out["jailbreak"])
-    assert all(torch.equal(before[n], p) for n, p in tiny_model.named_parameters())  # probes attack a copy
-
-
 def test_selectivity_on_hand_made_perplexities():
     import math
 

@@ -117,35 +117,27 @@ def _eval_sets(ns):
 
 def cmd_eval(ns) -> int:
     from unlearnkit.evaluation.evaluate import evaluate
-    from unlearnkit.evaluation.generate import GenerationSettings
     from unlearnkit.evaluation.judge import load_judge
     from unlearnkit.evaluation.report import metrics_table, write_evaluation
     from unlearnkit.models import load_model
     from unlearnkit.outputs import check_output_dir, output_dir
+    from unlearnkit.robustness import parse_probes, probe_evaluated
+    from unlearnkit.runs import generation_settings, load_set
 
     check_output_dir(ns.out, ns.overwrite)
+    probes = parse_probes(ns.probe)
+    relearn = load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
+    if "relearn" in probes and relearn is None:
+        raise UnlearnkitError("--probe relearn needs harmful prompt/answer pairs: pass --relearn-data FILE")
     sets = _eval_sets(ns)
     judge = load_judge(ns.judge)
     model, tokenizer = load_model(ns.model)
     base = load_model(ns.base) if ns.base else None
-    from unlearnkit.runs import generation_settings
-
     settings = generation_settings(ns)
-    probes = [p.strip() for p in (ns.probe or "").split(",") if p.strip()]
-    from unlearnkit.robustness import PROBES, run_probes
-
-    unknown = [p for p in probes if p not in PROBES]
-    if unknown:
-        raise UnlearnkitError(f"unknown probe {unknown[0]}: choose from {', '.join(PROBES)}")
-    from unlearnkit.runs import load_set
-
-    relearn = load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
-    if "relearn" in probes and relearn is None:
-        raise UnlearnkitError("--probe relearn needs harmful prompt/answer pairs: pass --relearn-data FILE")
     result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
     if probes:
-        result["metrics"]["probes"] = run_probes(probes, model, tokenizer, [p["prompt"] for p in sets.harmful], judge,
-                                                 settings, ns.threshold, relearn)
+        result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings,
+                                                      ns.threshold, relearn)
     meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
             "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
     with output_dir(ns.out, ns.overwrite, command="eval") as work:
@@ -253,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-cache", action="store_true", help="generate afresh instead of reusing cached answers")
-    p.add_argument("--probe", help="comma-separated robustness probes: relearn, quantize, jailbreak")
+    p.add_argument("--probe", help="comma-separated robustness probes: quantize4, quantize8, relearn, relearn-unrelated, ablate-refusal, rephrase, jailbreak (recovered share needs --base)")
     p.add_argument("--relearn-data", help="harmful prompt/answer pairs the relearn probe fine-tunes on (k = 8)")
     _eval_flags(p)
     p.set_defaults(func=cmd_eval)
@@ -284,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-normal", help="held-out normal prompts (default: the test split of --retain)")
     p.add_argument("--suite", help="evaluate on a bundled suite instead (standard = its test split)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
+    p.add_argument("--probes", help="robustness probes for every method (as eval --probe); one table and plot")
     _training_flags(p)
     _eval_flags(p)
     p.set_defaults(func=cmd_compare)

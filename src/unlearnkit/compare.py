@@ -76,13 +76,15 @@ def _set_aside(path: Path) -> None:
 def run_compare(ns) -> int:
     from unlearnkit.evaluation.evaluate import evaluate, headline
     from unlearnkit.evaluation.judge import load_judge
-    from unlearnkit.evaluation.report import plot_tradeoff, write_evaluation
+    from unlearnkit.evaluation.report import plot_robustness, plot_tradeoff, robustness_table, write_evaluation
     from unlearnkit.methods import get_method
     from unlearnkit.models import load_model
     from unlearnkit.outputs import claim_folder, output_dir, partial_path, write_text_atomic
+    from unlearnkit.robustness import parse_probes, probe_evaluated
     from unlearnkit.runs import forget_retain, generation_settings, train_into, training_settings
 
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
+    probes = parse_probes(getattr(ns, "probes", None))
     for name in methods:
         get_method(name)
     run, fields = training_settings(ns, methods[0])
@@ -103,6 +105,7 @@ def run_compare(ns) -> int:
         folder = out / name
         wanted = {"model": model_name, "train": {**fields, "method": name}, "threshold": ns.threshold,
                   "judge": ns.judge, "generation": dataclasses.asdict(settings), "evaluated_on": eval_source,
+                  "probes": probes,
                   "data": {"forget": _fingerprint(forget), "retain": _fingerprint(retain),
                            "eval": _fingerprint([sets.harmful, sets.normal, sets.safe])}}
         if (folder / "metrics.json").exists() and not ns.overwrite:  # finished on an earlier run
@@ -119,6 +122,9 @@ def run_compare(ns) -> int:
             model, tokenizer, summary = train_into(work, model_name, forget, retain, {**fields, "method": name},
                                                    resume=True, extra_config={k: run.get(k) for k in ("forget", "retain")})
             result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold)
+            if probes:  # the relearn probe fine-tunes on the method's own training forget pairs
+                result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge,
+                                                              settings, ns.threshold, forget)
             meta = {"train": summary, "judge": ns.judge, "settings": wanted, "figures_from": eval_source}
             if name == "emu":
                 meta["emu_stop_judge"] = fields.get("emu_judge", "default")
@@ -127,7 +133,8 @@ def run_compare(ns) -> int:
         results[name], base_metrics = result["metrics"], result["base"]["metrics"]
     table = {"base": base_metrics, **results} if base_metrics else results
     markdown, table_csv = _columns(table)
-    for name in ("comparison.md", "comparison.csv", "tradeoff.png"):
+    written = ["comparison.md", "comparison.csv", "tradeoff.png"] + (["robustness.md", "robustness.png"] if probes else [])
+    for name in written:
         _set_aside(out / name)
     note = f"Figures from: {eval_source}, n = {table[next(iter(table))][headline(table[next(iter(table))])]['n']} harmful prompts."
     write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
@@ -135,6 +142,13 @@ def run_compare(ns) -> int:
     quality = QUALITY if QUALITY in next(iter(results.values())) else "normal_similarity_base"
     plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
     print(markdown)
+    if probes:
+        rate = headline(next(iter(results.values())))
+        robust = robustness_table(results, rate)
+        write_text_atomic(out / "robustness.md", robust + "\n\n" + note + " Recovered share = (probed − unlearned) ÷ "
+                          "(base − unlearned): 0 = the forgetting held, 1 = all of it came back.\n")
+        plot_robustness(results, out / "robustness.png", rate)
+        print("\n" + robust + f"\nrobustness: {out}/robustness.md, {out}/robustness.png")
     print(f"\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png")
     return 0
 

@@ -71,6 +71,53 @@ def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "norma
     plt.close(fig)
 
 
+def robustness_table(models: dict[str, dict], rate_key: str) -> str:
+    """Markdown: one row per model, one column per probe: the probed rate [CI] and the recovered
+    share (probed − unlearned) ÷ (base − unlearned), or why the probe did not run."""
+    probes = list(dict.fromkeys(p for m in models.values() for p in m.get("probes", {})))
+    lines = [f"| model | {rate_key} as evaluated | " + " | ".join(probes) + " |", "|---|---|" + "---|" * len(probes)]
+    for name, metrics in models.items():
+        cells = []
+        for probe in probes:
+            found = metrics.get("probes", {}).get(probe)
+            if not found:
+                cells.append("–")
+            elif "skipped" in found:
+                cells.append(f"skipped: {found['skipped']}")
+            else:
+                share = found.get("recovered_share")
+                cells.append(fmt(found.get(rate_key)) + (f"; share {fmt(share)}" if share else ""))
+        lines.append(f"| {name} | {fmt(metrics.get(rate_key))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_robustness(models: dict[str, dict], path: Path, rate_key: str) -> None:
+    """Grouped bars: each model's rate as evaluated and under each probe, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    probes = list(dict.fromkeys(p for m in models.values() for p in m.get("probes", {})))
+    columns = ["as evaluated", *probes]
+    fig, ax = plt.subplots(figsize=(max(6, len(columns) * 1.1), 4))
+    width = 0.8 / max(1, len(models))
+    for k, (name, metrics) in enumerate(models.items()):
+        found = [metrics.get(rate_key)] + [metrics.get("probes", {}).get(p, {}).get(rate_key) for p in probes]
+        values = [f["value"] if f else np.nan for f in found]
+        errors = [[f["value"] - f["ci95"][0] if f else 0 for f in found], [f["ci95"][1] - f["value"] if f else 0 for f in found]]
+        ax.bar(np.arange(len(columns)) + k * width, values, width, yerr=errors, capsize=2, label=name)
+    ax.set_xticks(np.arange(len(columns)) + width * (len(models) - 1) / 2, columns, rotation=30, ha="right")
+    ax.set_ylabel(rate_key.replace("_", " ") + " (judge)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Under attack: does the forgetting hold?")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_categories(columns: dict[str, dict], path: Path, rate_key: str) -> None:
     import matplotlib
 
@@ -148,13 +195,11 @@ def write_evaluation(out: Path, result: dict, model_name: str = "model", base_na
               metrics_table(columns), "", f"![{label} vs normal quality](tradeoff.png)", "",
               f"## {label.capitalize()} by category", "", f"![per-category {label}](categories.png)", "",
               "## Judge scores", "", "![judge score histogram](judge_scores.png)", ""]
-    probes = result["metrics"].get("probes")
-    if probes:
-        report += ["## Robustness probes", "", "| probe | rate |", "|---|---|"]
-        for name, found in probes.items():
-            rates = {k: v for k, v in found.items() if isinstance(v, dict) and "value" in v}
-            report += [f"| {name} / {k} | {fmt(v)} |" for k, v in rates.items()]
-        report.append("")
+    if result["metrics"].get("probes"):
+        plot_robustness({model_name: result["metrics"]}, out / "robustness.png", rate)
+        report += ["## Robustness probes", "", "Recovered share = (probed − this model) ÷ (base − this model): 0 = the "
+                   "forgetting held, 1 = all of it came back (needs --base).", "",
+                   robustness_table({model_name: result["metrics"]}, rate), "", "![robustness](robustness.png)", ""]
     if meta:
         report += ["## Settings", "", "```json", json.dumps(meta, indent=2), "```", ""]
     write_text_atomic(out / "report.md", "\n".join(report))

@@ -22,7 +22,7 @@ def decoder_blocks(model) -> tuple[str, torch.nn.ModuleList]:
     return min(found, key=lambda item: item[0].count("."))
 
 
-def _is_linear(module) -> bool:
+def is_linear(module) -> bool:
     return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
 
 
@@ -30,7 +30,7 @@ def block_linear_names(model) -> list[str]:
     """Distinct short names (e.g. q_proj, fc1, c_attn) of the linear layers inside the decoder
     blocks: the LM head and embeddings are never among them."""
     prefix, blocks = decoder_blocks(model)
-    names = sorted({name.rsplit(".", 1)[-1] for block in blocks for name, m in block.named_modules() if _is_linear(m)})
+    names = sorted({name.rsplit(".", 1)[-1] for block in blocks for name, m in block.named_modules() if is_linear(m)})
     if not names:
         raise UnlearnkitError(f"{type(model).__name__} has no linear layers in its decoder blocks for LoRA to adapt: "
                               "pass --full, or --set lora_targets=NAMES")
@@ -43,7 +43,7 @@ def mlp_linear_names(model, layer_indices) -> list[str]:
     out = []
     for i in layer_indices:
         for name, m in blocks[i].named_modules():
-            if _is_linear(m) and not any(key in name for key in ("attn", "attention")):
+            if is_linear(m) and not any(key in name for key in ("attn", "attention")):
                 out.append(f"{prefix}.{i}.{name}")
     if not out:
         raise UnlearnkitError(f"no feed-forward layers found in blocks {list(layer_indices)} of {type(model).__name__}")
