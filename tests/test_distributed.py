@@ -115,3 +115,22 @@ def test_an_error_on_one_rank_ends_every_rank_within_a_minute(tmp_path, tiny_mod
     assert ended - float(failed_at.read_text()) < 60  # rank 0 did not wait out the collective's timeout
     survivors = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
     assert not survivors, survivors  # no rank outlives the launcher
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, accelerate really shards: this checks the CPU fallback")
+def test_fsdp_config_on_cpu_says_it_runs_unsharded_and_matches_one_process(tmp_path, tiny_model_dir, two_pairs):
+    # accelerate enables FSDP only on accelerator devices: on CPU ranks the shipped FSDP config runs
+    # as data parallelism. The same command must still train the same weights, and say so.
+    assert main(unlearn_args(tiny_model_dir, two_pairs, tmp_path / "one", "npo", 2, full=True)) == 0
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "fsdp.yaml")
+    cmd = [accelerate, "launch", "--config_file", config, "--num_processes", "2", "--mixed_precision", "no",
+           "--fsdp_cpu_ram_efficient_loading", "false", "-m", "unlearnkit.cli",
+           *unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", "npo", 1, full=True)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("FSDP was requested but there is no GPU") == 1  # once, from rank 0
+    train = json.loads((tmp_path / "two" / "metrics.json").read_text())["train"]
+    assert train["processes"] == 2 and train["distributed"] == "MULTI_CPU"
+    assert_same(trained(tmp_path / "one"), trained(tmp_path / "two"))

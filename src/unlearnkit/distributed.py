@@ -30,6 +30,16 @@ def wait_for_everyone() -> None:
         PartialState(cpu=not has_accelerator()).wait_for_everyone()
 
 
+def unsharded_reason() -> str | None:
+    """Why an FSDP launch will not shard here. accelerate selects FSDP only for accelerator devices
+    (AcceleratorState.__init__ in accelerate/state.py checks FSDP inside its MULTI_GPU/XPU/NPU/...
+    branch): on CPU ranks the same command runs as plain data parallelism over gloo."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not has_accelerator():
+        return ("FSDP was requested but there is no GPU: accelerate shards only on accelerators, so this run is "
+                "plain data parallelism over gloo (same weights, no memory saving)")
+    return None
+
+
 def native_bf16() -> bool:
     """bf16 matmuls in hardware: CUDA with bf16 support, or a CPU with avx512_bf16 or AMX. Elsewhere
     (AVX2-only CPUs) bf16 is emulated and measured more than 10x slower than fp32."""

@@ -4,9 +4,11 @@ and collecting a model's own flagged answers. Used alike by the CLI, demo and co
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
+from unlearnkit.distributed import is_main_process, unsharded_reason
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs.settings import make_arguments
 
@@ -89,6 +91,9 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
         keep_log_until(work / "train_log.jsonl", int(checkpoint.rsplit("-", 1)[-1]))
     write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     model, tokenizer = load_model(model_name)
+    unsharded = unsharded_reason()
+    if unsharded and is_main_process():
+        print(f"unlearnkit: note: {unsharded}", file=sys.stderr, flush=True)
     start = time.time()
     model, trainer = unlearn(model, tokenizer, forget, retain, args,
                              base_dir=None if args.lora else model_dir(model_name),
@@ -102,7 +107,8 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
-               "processes": trainer.accelerator.num_processes, "lora_targets": chosen, "final": history[-1] if history else {}}
+               "processes": trainer.accelerator.num_processes,
+               "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "lora_targets": chosen, "final": history[-1] if history else {}}
     return model, tokenizer, summary
 
 
