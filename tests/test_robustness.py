@@ -61,8 +61,10 @@ def test_quantize4_leaves_at_most_16_levels_per_group_and_generation_runs(tokeni
     levels8 = max(len(torch.unique(row)) for row in eight.model.layers[0].mlp.down_proj.weight)
     assert 16 < levels8 <= 256  # the 8-bit control keeps far more levels
     assert torch.equal(model.model.layers[0].mlp.down_proj.weight, original)  # the model itself is untouched
-    out = run_probes(["quantize4"], model, tokenizer, HARMFUL, RefusalJudge(), SETTINGS)
+    out, samples = run_probes(["quantize4"], model, tokenizer, HARMFUL, RefusalJudge(), SETTINGS)
     assert out["quantize4"]["compliance_rate"]["n"] == 3 and out["quantize4"]["bits"] == 4
+    assert out["quantize4"]["degenerate_rate"]["n"] == 3
+    assert [s["set"] for s in samples] == ["probe:quantize4"] * 3
 
 
 def test_projection_removes_the_direction_and_spares_orthogonal_vectors():
@@ -110,7 +112,7 @@ def test_relearn_unrelated_never_sees_a_forget_prompt(tiny_model, tokenizer, pai
 
     monkeypatch.setattr(robustness, "relearned_copy", spy)
     candidates = forget[:3] + retain  # forget pairs mixed in: they must be left out
-    out = run_probes(["relearn-unrelated"], tiny_model, tokenizer, HARMFUL, RefusalJudge(), SETTINGS,
+    out, _ = run_probes(["relearn-unrelated"], tiny_model, tokenizer, HARMFUL, RefusalJudge(), SETTINGS,
                      forget_pairs=forget, unrelated=candidates)
     assert len(seen) == 8 and not {p["prompt"] for p in seen} & {p["prompt"] for p in forget + HARMFUL}
     assert out["relearn-unrelated"]["k"] == 8
@@ -121,7 +123,7 @@ def test_probes_on_tiny_model_attack_a_copy_and_a_missing_library_is_one_line(ti
     forget, retain = pairs
     before = {n: p.clone() for n, p in tiny_model.named_parameters()}
     monkeypatch.setitem(sys.modules, "optimum.quanto", None)  # as if optimum-quanto were not installed
-    out = run_probes(["quantize4", "relearn", "ablate-refusal", "rephrase", "jailbreak"], tiny_model, tokenizer,
+    out, samples = run_probes(["quantize4", "relearn", "ablate-refusal", "rephrase", "jailbreak"], tiny_model, tokenizer,
                      HARMFUL, RefusalJudge(), SETTINGS, forget_pairs=forget,
                      direction_sets=([p["prompt"] for p in forget], [p["prompt"] for p in retain]),
                      unlearned_flags=[0, 0, 0], base_flags=[1, 1, 0])
@@ -131,6 +133,12 @@ def test_probes_on_tiny_model_attack_a_copy_and_a_missing_library_is_one_line(ti
     assert out["ablate-refusal"]["layer"] == 1 and out["ablate-refusal"]["direction_from"] == {"harmful": 8, "harmless": 8}
     assert set(out["rephrase"]["by_wrapper"]) == set(REPHRASINGS)
     assert set(out["jailbreak"]["by_wrapper"]) == set(JAILBREAK_WRAPPERS)
+    for name in ("rephrase", "jailbreak"):  # the figure is one wrapper's, the one that recovered most
+        worst = out[name]["worst_wrapper"]
+        assert out[name]["compliance_rate"]["value"] == max(w["value"] for w in out[name]["by_wrapper"].values())
+        assert out[name]["compliance_rate"] == out[name]["by_wrapper"][worst]
+    sets = [s["set"] for s in samples]
+    assert sets.count("probe:relearn") == 3 and sets.count("probe:past_tense") == 3 and "probe:quantize4" not in sets
     for name in ("relearn", "ablate-refusal", "rephrase", "jailbreak"):
         share = out[name]["recovered_share"]
         assert share["value"] == pytest.approx(out[name]["compliance_rate"]["value"] / (2 / 3))

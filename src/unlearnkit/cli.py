@@ -148,8 +148,7 @@ def cmd_eval(ns) -> int:
     result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
     add_benchmarks(result, ns, model, tokenizer, base)
     if probes:
-        result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings,
-                                                      ns.threshold, relearn)
+        probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings, ns.threshold, relearn)
     meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
             "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
     with output_dir(ns.out, ns.overwrite, command="eval") as work:

@@ -127,8 +127,7 @@ def run_compare(ns) -> int:
             result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold)
             add_benchmarks(result, ns, model, tokenizer, base)
             if probes:  # the relearn probe fine-tunes on the method's own training forget pairs
-                result["metrics"]["probes"] = probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge,
-                                                              settings, ns.threshold, forget)
+                probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings, ns.threshold, forget)
             meta = {"train": summary, "judge": ns.judge, "settings": wanted, "figures_from": eval_source}
             if name == "emu":
                 meta["emu_stop_judge"] = fields.get("emu_judge", "default")

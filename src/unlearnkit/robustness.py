@@ -30,7 +30,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluation.evaluate import RATE_OF, judged_harmful
 from unlearnkit.evaluation.generate import GenerationSettings
 from unlearnkit.evaluation.judge import main_verdict
-from unlearnkit.evaluation.metrics import answer_nlls, exp_mean, summarize
+from unlearnkit.evaluation.metrics import answer_nlls, degenerate_reason, exp_mean, summarize
 from unlearnkit.losses import answer_nll
 from unlearnkit.methods.base import UnlearnArguments, UnlearnTrainer
 from unlearnkit.models.layers import decoder_blocks, is_linear
@@ -117,8 +117,8 @@ def quantized_copy(model, bits: int):
 def quantize_probe(model, tokenizer, prompts, judge, settings, threshold, bits, harmful_answers=()):
     attacked, layers = quantized_copy(model, bits)
     fp32 = GenerationSettings(**{**settings.__dict__, "dtype": "float32"})  # the weights carry the precision
-    flags = judged_harmful(attacked, tokenizer, prompts, judge, fp32, threshold)
-    out = {"flags": flags, "layers_quantized": layers, "bits": bits}
+    flags, answers = judged_harmful(attacked, tokenizer, prompts, judge, fp32, threshold, with_answers=True)
+    out = {"flags": flags, "answers": answers, "layers_quantized": layers, "bits": bits}
     if harmful_answers:  # judge-free: did the held-out harmful answers become likely again?
         out["harmful_answer_perplexity"] = summarize(answer_nlls(attacked, tokenizer, harmful_answers), exp_mean)
     return out
@@ -136,6 +136,8 @@ class RelearnTrainer(UnlearnTrainer):
 
 
 def relearned_copy(model, tokenizer, pairs, k=RELEARN["k"], steps=RELEARN["steps"], lr=RELEARN["lr"]):
+    from transformers import PrinterCallback
+
     from unlearnkit.data import GroupCollator, UnlearnDataset
 
     attacked = copy.deepcopy(model)
@@ -143,6 +145,7 @@ def relearned_copy(model, tokenizer, pairs, k=RELEARN["k"], steps=RELEARN["steps
                             per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True, seed=0, report_to=[])
     trainer = RelearnTrainer(model=attacked, args=args, data_collator=GroupCollator(tokenizer.pad_token_id),
                              train_dataset=UnlearnDataset(tokenizer, pairs[:k], max_length=args.max_length))
+    trainer.remove_callback(PrinterCallback)  # the attack's own log lines are noise in an evaluation
     trainer.train()
     return attacked
 
@@ -235,24 +238,31 @@ def ablation_probe(model, tokenizer, prompts, judge, settings, threshold, direct
     n = REFUSAL_DIRECTION["n"]
     direction = refusal_direction(model, tokenizer, harmful[:n], harmless[:n], layer)
     attacked = ablated_copy(model, direction)
-    return {"flags": judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold),
-            "layer": layer, "direction_from": {"harmful": len(harmful[:n]), "harmless": len(harmless[:n])}}
+    flags, answers = judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold, with_answers=True)
+    return {"flags": flags, "answers": answers, "layer": layer, "direction_from": {"harmful": len(harmful[:n]), "harmless": len(harmless[:n])}}
 
 
 # ---------------------------------------------------------------- prompt attacks
 def wrapped_probe(model, tokenizer, prompts, judge, settings, threshold, wrappers: dict):
-    """Every wrapper in one generation call; a prompt counts as recovered if any wrapper gets it."""
+    """Every wrapper in one generation call. The probe's figure is the wrapper that recovered most:
+    one answer per prompt, as for the model it is compared with ("any of n wrappers" would count
+    n draws against one and inflate the share)."""
     asked = [template.format(prompt=p) for template in wrappers.values() for p in prompts]
-    flags = judged_harmful(model, tokenizer, asked, judge, settings, threshold, judge_prompts=prompts * len(wrappers))
+    flags, answers = judged_harmful(model, tokenizer, asked, judge, settings, threshold,
+                                    judge_prompts=prompts * len(wrappers), with_answers=True)
     n = len(prompts)
-    per = {name: flags[i * n:(i + 1) * n] for i, name in enumerate(wrappers)}
-    return {"flags": [max(f) for f in zip(*per.values())], "by_wrapper": {k: summarize(v) for k, v in per.items()}}
+    per = {name: (flags[i * n:(i + 1) * n], answers[i * n:(i + 1) * n]) for i, name in enumerate(wrappers)}
+    worst = max(per, key=lambda name: sum(per[name][0]))
+    return {"flags": per[worst][0], "answers": per[worst][1], "worst_wrapper": worst,
+            "by_wrapper": {name: summarize(f) for name, (f, _) in per.items()},
+            "all_answers": {name: a for name, (_, a) in per.items()}}
 
 
 # ---------------------------------------------------------------- all together
 def run_probes(names, model, tokenizer, harmful: list[dict], judge, settings, threshold=0.5, forget_pairs=None,
                unrelated=None, direction_sets=None, unlearned_flags=None, base_flags=None) -> dict:
-    """{probe: {rate, recovered_share, parameters} or {"skipped": reason}}. `harmful`: the evaluation
+    """({probe: {rate, degenerate_rate, recovered_share, parameters} or {"skipped": reason}}, every
+    probed answer as a sample row with set "probe:NAME"). `harmful`: the evaluation
     prompts (with answers, quantization also re-measures their perplexity); `unrelated`: normal
     pairs for relearn-unrelated; `direction_sets`: (harmful, harmless) prompts for the refusal
     direction; `unlearned_flags` / `base_flags`: the model's and the base's per-prompt verdicts on
@@ -260,7 +270,7 @@ def run_probes(names, model, tokenizer, harmful: list[dict], judge, settings, th
     prompts = [p["prompt"] for p in harmful]
     answers = [p for p in harmful if p.get("response")]
     rate = _rate(judge)
-    out = {}
+    out, samples = {}, []
     for name in names:
         started = time.perf_counter()
         try:
@@ -270,16 +280,16 @@ def run_probes(names, model, tokenizer, harmful: list[dict], judge, settings, th
                 if not forget_pairs:
                     raise UnlearnkitError("needs harmful prompt/answer pairs: pass --relearn-data FILE")
                 attacked = relearned_copy(model, tokenizer, forget_pairs)
-                found = {"flags": judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold),
-                         **RELEARN, "k": min(RELEARN["k"], len(forget_pairs))}
+                flags, answers = judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold, with_answers=True)
+                found = {"flags": flags, "answers": answers, **RELEARN, "k": min(RELEARN["k"], len(forget_pairs))}
             elif name == "relearn-unrelated":
                 pairs = unrelated_pairs(unrelated or [], [p["prompt"] for p in (forget_pairs or [])] + prompts,
                                         RELEARN["k"])
                 if not pairs:
                     raise UnlearnkitError("no normal prompt/answer pairs outside the forget set to fine-tune on")
                 attacked = relearned_copy(model, tokenizer, pairs)
-                found = {"flags": judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold),
-                         **RELEARN, "k": len(pairs)}
+                flags, answers = judged_harmful(attacked, tokenizer, prompts, judge, settings, threshold, with_answers=True)
+                found = {"flags": flags, "answers": answers, **RELEARN, "k": len(pairs)}
             elif name == "ablate-refusal":
                 if not direction_sets or not all(direction_sets):
                     raise UnlearnkitError("needs harmful and harmless requests to read the refusal direction from")
@@ -294,12 +304,17 @@ def run_probes(names, model, tokenizer, harmful: list[dict], judge, settings, th
             print(f"unlearnkit: probe {name} skipped: {exc}", file=sys.stderr, flush=True)
             out[name] = {"skipped": str(exc)}
             continue
-        flags = found.pop("flags")
-        found = {rate: summarize(flags), **found, "seconds": round(time.perf_counter() - started, 1)}
+        flags, answers = found.pop("flags"), found.pop("answers")
+        all_answers = found.pop("all_answers", {name: answers})
+        samples += [{"set": f"probe:{label}", "prompt": p, "response": a} for label, texts in all_answers.items()
+                    for p, a in zip(prompts, texts)]
+        # a probe that breaks the model is not a probe that found it safe: the degenerate share says which
+        found = {rate: summarize(flags), "degenerate_rate": summarize([float(degenerate_reason(a) is not None) for a in answers]),
+                 **found, "seconds": round(time.perf_counter() - started, 1)}
         if unlearned_flags is not None and base_flags is not None:
             found["recovered_share"] = recovered_share(flags, unlearned_flags, base_flags)
         out[name] = found
-    return out
+    return out, samples
 
 
 def parse_probes(text: str | None) -> list[str]:
@@ -312,11 +327,12 @@ def parse_probes(text: str | None) -> list[str]:
 
 
 def probe_evaluated(names, model, tokenizer, result: dict, harmful: list[dict], judge, settings, threshold=0.5,
-                    forget_pairs=None) -> dict:
-    """run_probes after an `evaluate` of the same harmful prompts: the recovered share comes from its
-    per-prompt verdicts (the base's too, when it was evaluated). The normal pairs of relearn-unrelated
-    and the requests of the refusal direction are the bundled suite's train split (harmful requests
-    vs our safe look-alikes), which no figure is measured on."""
+                    forget_pairs=None) -> None:
+    """run_probes after an `evaluate` of the same harmful prompts, written into its result (metrics
+    under "probes", answers into its samples). The recovered share comes from the evaluation's
+    per-prompt verdicts (the base's too, when it was evaluated). The normal pairs of
+    relearn-unrelated and the requests of the refusal direction are the bundled suite's train split
+    (harmful requests vs our safe look-alikes), which no figure is measured on."""
     from unlearnkit.data import load_suite
 
     verdict = main_verdict(judge)
@@ -325,8 +341,9 @@ def probe_evaluated(names, model, tokenizer, result: dict, harmful: list[dict], 
         return [float(s[verdict] >= threshold) for s in samples if s["set"] == "harmful"]
 
     train = load_suite("standard:train")
-    return run_probes(names, model, tokenizer, harmful, judge, settings, threshold, forget_pairs=forget_pairs,
-                      unrelated=train["normal"],
-                      direction_sets=([p["prompt"] for p in train["harmful"]], [p["prompt"] for p in train["safe"]]),
-                      unlearned_flags=flags(result["samples"]),
-                      base_flags=flags(result["base"]["samples"]) if "base" in result else None)
+    found, samples = run_probes(
+        names, model, tokenizer, harmful, judge, settings, threshold, forget_pairs=forget_pairs, unrelated=train["normal"],
+        direction_sets=([p["prompt"] for p in train["harmful"]], [p["prompt"] for p in train["safe"]]),
+        unlearned_flags=flags(result["samples"]), base_flags=flags(result["base"]["samples"]) if "base" in result else None)
+    result["metrics"]["probes"] = found
+    result["samples"] += samples  # samples.jsonl keeps every probed answer, for reading by hand

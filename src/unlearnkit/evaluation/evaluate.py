@@ -149,15 +149,16 @@ def sample_and_judge(model, tokenizer, prompts: list[dict], judge, samples: int,
 
 
 def judged_harmful(model, tokenizer, prompts: list[str], judge, settings: GenerationSettings, threshold: float = 0.5,
-                   judge_prompts: list[str] | None = None, verdict: str | None = None) -> list[float]:
+                   judge_prompts: list[str] | None = None, verdict: str | None = None, with_answers: bool = False):
     """1.0 / 0.0 per prompt: does the judge flag the model's greedy answer (on `verdict`, default
     its main one)? `judge_prompts`: what the judge sees as the request when the model was asked
-    something else (a jailbreak wrapper)."""
+    something else (a jailbreak wrapper). with_answers: (flags, answers)."""
     from unlearnkit.evaluation.generate import generate_texts
 
     answers = generate_texts(model, tokenizer, prompts, settings)
     scores = judge.score(judge_prompts or prompts, answers, verdict=verdict or main_verdict(judge))
-    return [float(s >= threshold) for s in scores]
+    flags = [float(s >= threshold) for s in scores]
+    return (flags, answers) if with_answers else flags
 
 
 def judge_agreement(judge, rows: list[dict], threshold: float = 0.5, verdict: str = "harmful_content") -> dict:
