@@ -67,6 +67,13 @@ def test_quantize4_leaves_at_most_16_levels_per_group_and_generation_runs(tokeni
     assert [s["set"] for s in samples] == ["probe:quantize4"] * 3
 
 
+def test_a_probe_after_another_still_gets_the_harmful_answers(tiny_model, tokenizer):
+    # quantization re-measures the held-out harmful answers' perplexity, whatever probe ran before it
+    harmful = [{**p, "response": "Sure, here is how."} for p in HARMFUL]
+    out, _ = run_probes(["jailbreak", "quantize8"], tiny_model, tokenizer, harmful, RefusalJudge(), SETTINGS)
+    assert out["quantize8"]["harmful_answer_perplexity"]["n"] == 3
+
+
 def test_projection_removes_the_direction_and_spares_orthogonal_vectors():
     torch.manual_seed(0)
     r = torch.randn(64)

@@ -268,14 +268,14 @@ def run_probes(names, model, tokenizer, harmful: list[dict], judge, settings, th
     direction; `unlearned_flags` / `base_flags`: the model's and the base's per-prompt verdicts on
     `harmful`, for the recovered share."""
     prompts = [p["prompt"] for p in harmful]
-    answers = [p for p in harmful if p.get("response")]
+    harmful_pairs = [p for p in harmful if p.get("response")]
     rate = _rate(judge)
     out, samples = {}, []
     for name in names:
         started = time.perf_counter()
         try:
             if name in ("quantize4", "quantize8"):
-                found = quantize_probe(model, tokenizer, prompts, judge, settings, threshold, int(name[-1]), answers)
+                found = quantize_probe(model, tokenizer, prompts, judge, settings, threshold, int(name[-1]), harmful_pairs)
             elif name == "relearn":
                 if not forget_pairs:
                     raise UnlearnkitError("needs harmful prompt/answer pairs: pass --relearn-data FILE")
