@@ -33,7 +33,7 @@ from unlearnkit.evaluation.judge import main_verdict
 from unlearnkit.evaluation.metrics import answer_nlls, degenerate_reason, exp_mean, summarize
 from unlearnkit.losses import answer_nll
 from unlearnkit.methods.base import UnlearnArguments, UnlearnTrainer
-from unlearnkit.models.layers import decoder_blocks, is_linear
+from unlearnkit.models.layers import decoder_blocks, is_attention, is_linear
 
 PROBES = ("quantize4", "quantize8", "relearn", "relearn-unrelated", "ablate-refusal", "rephrase", "jailbreak")
 
@@ -179,7 +179,6 @@ def residual_writers(model) -> list[torch.nn.Module]:
     finally:
         for h in hooks:
             h.remove()
-    is_attention = lambda n: any(key in n for key in ("attn", "attention"))  # noqa: E731
     last = [next((n for n in reversed(order) if is_attention(n) == side), None) for side in (True, False)]
     if None in last:
         raise UnlearnkitError(f"cannot tell which layers of {type(model).__name__} write to the residual stream")

@@ -26,6 +26,12 @@ def is_linear(module) -> bool:
     return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
 
 
+def is_attention(name: str) -> bool:
+    """Whether a module name inside a decoder block belongs to its attention (all families we know
+    call it attn, self_attn or attention)."""
+    return any(key in name for key in ("attn", "attention"))
+
+
 def block_linear_names(model) -> list[str]:
     """Distinct short names (e.g. q_proj, fc1, c_attn) of the linear layers inside the decoder
     blocks: the LM head and embeddings are never among them."""
@@ -43,7 +49,7 @@ def mlp_linear_names(model, layer_indices) -> list[str]:
     out = []
     for i in layer_indices:
         for name, m in blocks[i].named_modules():
-            if is_linear(m) and not any(key in name for key in ("attn", "attention")):
+            if is_linear(m) and not is_attention(name):
                 out.append(f"{prefix}.{i}.{name}")
     if not out:
         raise UnlearnkitError(f"no feed-forward layers found in blocks {list(layer_indices)} of {type(model).__name__}")
