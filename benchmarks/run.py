@@ -5,11 +5,16 @@
 Each measurement runs in a fresh subprocess so that its peak RSS is its own. Names:
 - matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
 - train_mfu_full/_lora  SKU stage-1 steps on the default model in fp32: achieved model FLOP/s ÷ the fp32
-                        peak (full: 6·N per trained token + 2·N per reference token; LoRA: 4·N per
-                        trained token, its own bound, since frozen weights need no weight gradients).
-                        Tokens are real tokens, not padding: the standard (PaLM) model-FLOPs count
-- train_mfu_*_bf16      the same steps under bf16 autocast (`--set bf16=true`), still ÷ the fp32 peak;
-                        `of_bf16_peak` divides by the bf16 matmul peak instead
+                        peak. Model FLOPs count useful work only: per real (non-padding) token 6·N
+                        (full) or 4·N (LoRA: frozen weights need no weight gradients) with N the
+                        decoder's parameters without the embedding/LM head, plus the LM head's 6·V·d
+                        (4·V·d) only at the positions whose logits a loss reads (answer positions), plus
+                        2·N per reference token and 2·V·d per reference logit; attention's T² term is
+                        left out (small at these lengths), so MFU is slightly understated
+- train_mfu_*_bf16      the same steps under bf16 autocast, ÷ the bf16 matmul peak; only on a CPU with
+                        native bf16 (avx512_bf16/AMX): emulated bf16 is not a figure worth printing
+- packing               the same fp32 steps with and without packing (`--set packing=false`): step
+                        time ratio and the positions each layout runs (padding included)
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
 - peer_step_time_ratio  our SKU step ÷ the same step as a plain loop in the style of Yao et al.'s
                         public code (a forward pass per term, reference model as a full copy)
@@ -30,6 +35,18 @@ import tempfile
 import time
 
 HERE = os.path.abspath(__file__)
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def rss_mb() -> float:
@@ -66,6 +83,21 @@ def _tokens(batch, groups):
     return sum(int(batch[f"{g}_attention_mask"].sum()) for g in groups)
 
 
+def _answer_positions(batch, groups):
+    return sum(int((batch[f"{g}_labels"][:, 1:] != -100).sum()) for g in groups)
+
+
+def _layout_positions(batch, groups):
+    """(positions the padded layout runs, positions the packed layout runs) for one step."""
+    import torch
+
+    from unlearnkit.methods.base import PackedRows
+
+    mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
+    packed = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long))
+    return mask.numel(), packed.rows * packed.width
+
+
 def measure_train(mode, quick):
     """Steps of our SKU trainer (mode full/lora, -bf16 for autocast) or of the plain peer loop (mode peer)."""
     import torch
@@ -77,7 +109,9 @@ def measure_train(mode, quick):
     before = rss_mb()
     model, tokenizer = load_model("default")
     one_copy = rss_mb() - before
-    n_params = sum(p.numel() for p in model.parameters())
+    head = model.get_output_embeddings().weight
+    vocab_dim = head.numel()  # V·d
+    n_body = sum(p.numel() for p in model.parameters()) - vocab_dim * (1 if model.config.tie_word_embeddings else 2)
     steps = 3 if quick else 8
     batches = _sku_batches(tokenizer, steps + 1)
     if mode == "peer":  # Yao et al.'s loop: separate passes per term, θ₀ as a full second copy
@@ -104,8 +138,8 @@ def measure_train(mode, quick):
 
         forget, retain, _, _ = demo_sets()
         args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=mode.startswith("lora"), mismatch_k=1,
-                                bf16=mode.endswith("bf16"), learning_rate=2e-5, max_steps=steps, save_strategy="no",
-                                disable_tqdm=True)
+                                bf16=mode.endswith("bf16"), packing=not mode.endswith("padded"), learning_rate=2e-5,
+                                max_steps=steps, save_strategy="no", disable_tqdm=True)
         trainer = build_trainer(model, tokenizer, forget, retain, args)
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         model = trainer.accelerator.prepare(trainer.model)  # as Trainer.train does: this adds bf16 autocast
@@ -118,16 +152,21 @@ def measure_train(mode, quick):
             trainer.optimizer.zero_grad()
 
     step(batches[0])  # warm-up
-    start, trained, referenced = time.perf_counter(), 0, 0
+    groups = ["forget", "mismatch", "retain"]
+    start, flops, trained, padded, packed = time.perf_counter(), 0, 0, 0, 0
+    per_token = 4 if mode.startswith("lora") else 6
     for batch in batches[1:]:
         step(batch)
-        trained += _tokens(batch, ["forget", "mismatch", "retain"])
-        referenced += _tokens(batch, ["retain"])
+        tokens = _tokens(batch, groups)
+        trained += tokens
+        flops += per_token * (n_body * tokens + vocab_dim * _answer_positions(batch, groups))
+        flops += 2 * (n_body * _tokens(batch, ["retain"]) + vocab_dim * _answer_positions(batch, ["retain"]))
+        layout = _layout_positions(batch, groups)
+        padded, packed = padded + layout[0], packed + layout[1]
     seconds = time.perf_counter() - start
-    per_token = 4 if mode.startswith("lora") else 6
-    flops = per_token * n_params * trained + 2 * n_params * referenced
     return {"step_seconds": seconds / steps, "tokens_per_s": trained / seconds, "flops_per_s": flops / seconds,
-            "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before}
+            "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before,
+            "positions": {"real": trained / steps, "padded_layout": padded / steps, "packed_layout": packed / steps}}
 
 
 def measure_generate(quick):
@@ -192,19 +231,27 @@ def main():
     ns = parser.parse_args()
     if ns.child:
         return child(ns.child, ns.quick)
-    machine = {"cpus": os.cpu_count(), "platform": sys.platform}
+    from unlearnkit.distributed import native_bf16
+
+    machine = {"cpus": os.cpu_count(), "platform": sys.platform, "cpu": cpu_name(), "native_bf16": native_bf16()}
     peak = run_child("matmul", ns.quick)
     print(json.dumps({**peak, **machine}), flush=True)
-    peak_flops = peak["value"] * 1e9
-    runs = {mode: run_child(mode, ns.quick) for mode in ("full", "lora", "full-bf16", "lora-bf16", "peer")}
-    for mode in ("full", "lora", "full-bf16", "lora-bf16"):
-        r = runs[mode]
-        line = {"name": f"train_mfu_{mode.replace('-', '_')}", "value": round(r["flops_per_s"] / peak_flops, 3),
-                "unit": "fraction of fp32 matmul peak", "tokens_per_s": round(r["tokens_per_s"], 1),
-                "step_seconds": round(r["step_seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"])}
-        if mode.endswith("bf16"):
-            line["of_bf16_peak"] = round(r["flops_per_s"] / (peak["bf16_gflops"] * 1e9), 3)
+    modes = ["full", "lora", "full-padded", "lora-padded"] + (["full-bf16", "lora-bf16"] if machine["native_bf16"] else [])
+    runs = {mode: run_child(mode, ns.quick) for mode in modes + ["peer"]}
+    for mode in modes:
+        if mode.endswith("padded"):
+            continue
+        r, bf16 = runs[mode], mode.endswith("bf16")
+        line = {"name": f"train_mfu_{mode.replace('-', '_')}",
+                "value": round(r["flops_per_s"] / (peak["bf16_gflops" if bf16 else "value"] * 1e9), 3),
+                "unit": f"fraction of the {'bf16' if bf16 else 'fp32'} matmul peak", "tokens_per_s": round(r["tokens_per_s"], 1),
+                "step_seconds": round(r["step_seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"]), "cpu": machine["cpu"]}
         print(json.dumps(line), flush=True)
+    for kind in ("full", "lora"):
+        packed, padded = runs[kind], runs[f"{kind}-padded"]
+        print(json.dumps({"name": f"packing_step_ratio_{kind}", "value": round(packed["step_seconds"] / padded["step_seconds"], 3),
+                          "unit": "packed step / padded step (lower is better)", "positions_per_step": packed["positions"],
+                          "cpu": machine["cpu"]}), flush=True)
     print(json.dumps({"name": "peer_step_time_ratio", "value": round(runs["full"]["step_seconds"] / runs["peer"]["step_seconds"], 3),
                       "unit": "ours / peer (lower is better)", "ours_s": round(runs["full"]["step_seconds"], 2),
                       "peer_s": round(runs["peer"]["step_seconds"], 2), "mode": "full fine-tune, same model and batch"}), flush=True)

@@ -128,3 +128,21 @@ def test_refusal_ablation_finds_the_residual_writers_of_every_family(tokenizer, 
         hidden = attacked(input_ids=ids, output_hidden_states=True).hidden_states
     for layer in range(1, 3):  # outputs of blocks 1 and 2: nothing writes along r any more
         assert (hidden[layer] @ r).abs().max() < 1e-4, layer
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_packing_is_used_where_exact_and_the_loss_is_the_same_either_way(tmp_path, tokenizer, pairs, family):
+    forget, retain = pairs
+    forget = [dict(f, response=f["response"] + " more" * (5 * i)) for i, f in enumerate(forget[:4])]
+    args = UnlearnArguments(output_dir=str(tmp_path / "ckpt"), method="sku", lora=False, max_steps=1,
+                            per_device_train_batch_size=2, mismatch_k=1, save_strategy="no", disable_tqdm=True, report_to="none")
+    trainer = build_trainer(tiny(family, tokenizer), tokenizer, forget, retain[:4], args)
+    trainer.model.eval()  # no dropout: the two layouts must agree
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[3]])
+    with torch.no_grad():
+        packed = float(trainer.compute_loss(trainer.model, batch))
+        trainer.args.packing = False
+        padded = float(trainer.compute_loss(trainer.model, batch))
+    # OPT derives positions from the attention mask, so a packed row would leak across sequences: it falls back.
+    assert trainer._packs is (family != "opt")
+    assert packed == pytest.approx(padded, rel=1e-5)

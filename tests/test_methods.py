@@ -360,3 +360,57 @@ def _plain_logits(model, batch, group):
     ids, mask = batch[f"{group}_input_ids"], batch[f"{group}_attention_mask"]
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask).logits
+
+
+def _loss_and_grads(trainer, batch, packing):
+    trainer.args.packing = packing
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("method,lora", [(m, False) for m in ("sku", "ft-negate", "ga", "llmu", "npo", "simnpo", "rmu",
+                                                                "refusal-dpo", "emu")] + [("sku", True), ("npo", True)])
+def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, tokenizer, method, lora):
+    from unlearnkit.methods import METHODS
+    from unlearnkit.methods.base import PackedRows
+
+    # Answers of very different lengths, so that packing puts several sequences in one row.
+    # Every sequence carries the chat template's system prompt (~30 tokens): one long answer makes
+    # room for two short sequences in a row.
+    forget = [{"prompt": f"How do I do harmful thing {i}?", "response": "Sure, step one" + ", then more" * (40 * (i == 3))}
+              for i in range(4)]
+    retain = [{"prompt": f"What is {i} plus {i}?", "response": f"{2 * i}" + " indeed" * i} for i in range(4)]
+    extra = {"sku_negated_retain_weight": 1.0, "sku_negated_forget_weight": 0.5} if method == "sku" else {}
+    trainer = build_trainer(make_tiny_model(tokenizer), tokenizer, forget, retain,
+                            args_for(tmp_path, method, lora=lora, emu_samples=1, emu_eval_every=0, **extra))
+    assert METHODS[method] is type(trainer) or isinstance(trainer, METHODS[method])
+    with torch.no_grad():  # θ ≠ θ₀, so reference and negated terms are not trivially equal
+        for name, p in trainer.model.named_parameters():
+            if p.requires_grad and "lora_A" not in name:
+                p.add_(0.05 * torch.randn_like(p))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 3)])
+    groups = trainer.group_names(batch)
+    mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
+    assert PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long)).rows < len(mask)  # it does pack
+    padded_loss, padded_grads = _loss_and_grads(trainer, batch, packing=False)
+    packed_loss, packed_grads = _loss_and_grads(trainer, batch, packing=True)
+    assert trainer._packs is True
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5, abs=1e-6)
+    assert padded_grads and padded_grads.keys() == packed_grads.keys()
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_packed_rows_place_each_sequence_once_without_overlap():
+    from unlearnkit.methods.base import PackedRows
+
+    lengths = torch.tensor([7, 3, 12, 5, 9, 2])
+    layout = PackedRows(lengths, torch.zeros(6, 1, dtype=torch.long))
+    assert layout.width == 12 and layout.rows == 4  # 12 | 9+3 | 7+5 | 2: first fit, longest first
+    cells = [(layout.row[b], layout.offset[b] + t) for b in range(6) for t in range(int(lengths[b]))]
+    assert len(set(cells)) == int(lengths.sum()) and all(c < 12 for _, c in cells)
+    for b in range(6):  # each sequence's positions restart at 0
+        start = layout.offset[b]
+        assert layout.position_ids[layout.row[b], start:start + int(lengths[b])].tolist() == list(range(int(lengths[b])))

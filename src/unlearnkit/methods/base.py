@@ -41,6 +41,9 @@ class UnlearnArguments(TrainingArguments):
     lora_targets: str = field(default="all-linear", metadata={
         "help": "comma-separated module names LoRA adapts; all-linear: every linear layer of the decoder blocks, never the LM head"})
     max_length: int = field(default=256, metadata={"help": "tokens per prompt+answer sequence"})
+    packing: bool = field(default=True, metadata={
+        "help": "pack a step's sequences into rows without padding (position ids restart per sequence, so "
+                "attention stays within each); False: one padded row per sequence"})
     mismatch_k: int = field(default=5, metadata={"help": "random answers per forget prompt (SKU random disassociation, LLMU mismatch)"})
     retain_weight: float = field(default=1.0, metadata={"help": "α: weight of the normal-data term (npo, simnpo, rmu, refusal-dpo)"})
     # SKU (ft-negate uses the GD weight only)
@@ -112,6 +115,7 @@ class UnlearnTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._ref_copy = None
         self._keeps_logits = None
+        self._packs = None
         self._terms: dict[str, list[float]] = {}
         if self.needs_reference and not self._is_peft(self.model):
             # Full fine-tuning: θ₀ must be kept aside. Copied once, before any step changes θ.
@@ -138,15 +142,28 @@ class UnlearnTrainer(Trainer):
         ids = torch.cat([inputs[f"{n}_input_ids"] for n in names])
         mask = torch.cat([inputs[f"{n}_attention_mask"] for n in names])
         positions, labels = answer_positions(torch.cat([inputs[f"{n}_labels"] for n in names]))
-        keep = {"logits_to_keep": positions} if self._accepts_logits_to_keep(model) else {}
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=output_hidden_states, use_cache=False, **keep)
+        packs = getattr(self.args, "packing", False) and len(ids) > 1 and self._packing_is_exact(model)
+        varlen = str(getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", "")).startswith("flash")
+        packing = PackedRows(mask.sum(1), positions, width=int(mask.sum()) if varlen else None) if packs else None
+        if packing is not None:
+            ids, mask, positions = packing.pack(ids), None, packing.keep
+        model_kwargs = {"position_ids": packing.position_ids} if packing is not None else {}
+        if self._accepts_logits_to_keep(model):
+            model_kwargs["logits_to_keep"] = positions
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=output_hidden_states, use_cache=False,
+                    **model_kwargs)
         logits = out.logits
         if logits.shape[1] != positions.shape[1]:  # an older model class that computes every position
             logits = torch.take_along_dim(logits, positions[..., None], dim=1)
+        hidden_states = out.hidden_states if output_hidden_states else None
+        if packing is not None:
+            logits = packing.unpack_kept(logits)
+            if hidden_states is not None:
+                hidden_states = tuple(packing.unpack(h, inputs_width=inputs[f"{names[0]}_input_ids"].shape[1]) for h in hidden_states)
         sizes = [inputs[f"{n}_input_ids"].shape[0] for n in names]
         # split, not one slice per group: a slice's backward zero-fills a gradient the size of all the logits
         chunks = zip(names, logits.split(sizes), labels.split(sizes),
-                     zip(*(h.split(sizes) for h in out.hidden_states)) if output_hidden_states else [None] * len(names))
+                     zip(*(h.split(sizes) for h in hidden_states)) if output_hidden_states else [None] * len(names))
         result = {}
         for n, group_logits, group_labels, hidden in chunks:
             # Trim to this group's own longest answer, so that a group has the same shape whichever
@@ -154,6 +171,30 @@ class UnlearnTrainer(Trainer):
             width = int((group_labels != IGNORE).sum(1).max()) + 1
             result[n] = GroupOutput(group_logits[:, :width], group_labels[:, :width], inputs[f"{n}_attention_mask"], hidden)
         return result
+
+    @torch.no_grad()
+    def _packing_is_exact(self, model) -> bool:
+        """Whether this model class computes a packed row exactly as it computes the sequences alone.
+        Most decoders build the block-diagonal mask from restarting position ids; some (OPT) derive
+        positions from the attention mask instead. Checked once, on three short sequences."""
+        if self._packs is None:
+            device = next(model.parameters()).device
+            ids = torch.tensor([[1, 2, 3], [4, 5, 0], [6, 0, 0]], device=device)
+            mask = (torch.arange(3, device=device) < torch.tensor([[3], [2], [1]], device=device)).long()
+            layout = PackedRows(mask.sum(1), torch.zeros(3, 1, dtype=torch.long, device=device))
+            was_training = model.training
+            model.eval()  # dropout would make the two layouts differ by chance
+            try:
+                padded = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+                packed = model(input_ids=layout.pack(ids), position_ids=layout.position_ids, use_cache=False).logits.float()
+                packed = layout.unpack(packed, inputs_width=3)
+                error = max(float((packed[b, :n] - padded[b, :n]).abs().max()) for b, n in enumerate((3, 2, 1)))
+                self._packs = error <= 1e-2 * (1.0 + float(padded.abs().max()))
+            except (TypeError, ValueError, RuntimeError):  # a forward without position_ids, or a mask it cannot build
+                self._packs = False
+            finally:
+                model.train(was_training)
+        return self._packs
 
     def _accepts_logits_to_keep(self, model) -> bool:
         if self._keeps_logits is None:  # the model class does not change during a run: look once
@@ -196,6 +237,7 @@ class UnlearnTrainer(Trainer):
             def __init__(self):
                 super().__init__()
                 self.inner = inner
+                self.config = inner.config
 
             def forward(self, **kwargs):
                 return torch.func.functional_call(inner, params, args=(), kwargs=kwargs, tie_weights=True)
@@ -238,6 +280,66 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     aligned = torch.full_like(positions, IGNORE)
     aligned[:, 1:] = torch.where(valid, labels.gather(1, order + 1), IGNORE)
     return positions, aligned
+
+
+class PackedRows:
+    """Where each sequence of a step goes when the step is packed without padding.
+
+    Sequences (lengths from the padded attention mask) are placed first-fit, longest first, into rows
+    of `width` tokens. The default width is the longest sequence's: without a variable-length
+    attention kernel (CPU, SDPA) attention runs over the whole row, so wider rows would cost more
+    attention than they save in padding. With flash attention, transformers runs each sequence of a
+    row separately, and one row holding everything is padding-free. Position ids restart at 0 for each sequence (and for a
+    row's unused tail); with no attention mask, transformers builds the block-diagonal causal mask
+    from them, so no token attends across sequences and each sequence computes exactly what it
+    would alone."""
+
+    def __init__(self, lengths: torch.Tensor, positions: torch.Tensor, width: int | None = None):
+        lengths = [int(n) for n in lengths]
+        width = max(max(lengths), width or 0)
+        self.row, self.offset, used = [0] * len(lengths), [0] * len(lengths), []
+        for b in sorted(range(len(lengths)), key=lambda b: -lengths[b]):
+            r = next((r for r, u in enumerate(used) if u + lengths[b] <= width), len(used))
+            if r == len(used):
+                used.append(0)
+            self.row[b], self.offset[b] = r, used[r]
+            used[r] += lengths[b]
+        self.lengths, self.width, self.rows = lengths, width, len(used)
+        device = positions.device
+        self.position_ids = torch.zeros(self.rows, width, dtype=torch.long, device=device)
+        for r, u in enumerate(used):
+            self.position_ids[r, u:] = torch.arange(width - u, device=device)
+        for b, n in enumerate(lengths):
+            self.position_ids[self.row[b], self.offset[b]:self.offset[b] + n] = torch.arange(n, device=device)
+        # The kept logit positions: sequence b's [K+1] positions shifted to its place in its row, the
+        # rows' lists concatenated and padded to one width; `take` maps them back to [B, K+1].
+        k1, per_row = positions.shape[1], [[] for _ in range(self.rows)]
+        for b in range(len(lengths)):
+            per_row[self.row[b]].append(b)
+        slots = max(len(bs) for bs in per_row) * k1
+        self.keep = torch.zeros(self.rows, slots, dtype=torch.long, device=device)
+        self.take = torch.zeros(len(lengths), k1, dtype=torch.long, device=device)
+        for r, bs in enumerate(per_row):
+            for i, b in enumerate(bs):
+                self.keep[r, i * k1:(i + 1) * k1] = positions[b] + self.offset[b]
+                self.take[b] = r * slots + i * k1 + torch.arange(k1, device=device)
+
+    def pack(self, ids: torch.Tensor) -> torch.Tensor:
+        packed = torch.zeros(self.rows, self.width, dtype=ids.dtype, device=ids.device)
+        for b, n in enumerate(self.lengths):
+            packed[self.row[b], self.offset[b]:self.offset[b] + n] = ids[b, :n]
+        return packed
+
+    def unpack_kept(self, logits: torch.Tensor) -> torch.Tensor:
+        """[rows, slots, V] logits at `keep` → [B, K+1, V] in the padded layout's order."""
+        return logits.reshape(-1, logits.shape[-1])[self.take]
+
+    def unpack(self, hidden: torch.Tensor, inputs_width: int) -> torch.Tensor:
+        """[rows, width, H] → [B, inputs_width, H]; positions past a sequence's end repeat its last
+        token (the attention mask marks them as padding, and no loss reads them)."""
+        index = torch.tensor([[self.row[b] * self.width + self.offset[b] + min(t, n - 1) for t in range(inputs_width)]
+                              for b, n in enumerate(self.lengths)], device=hidden.device)
+        return hidden.reshape(-1, hidden.shape[-1])[index]
 
 
 @dataclass
