@@ -1,6 +1,6 @@
 """Write held-out harmful *answers of larger models* for the judge-free selectivity check (issue 12):
 JailbreakBench responses its Llama-3-70B judge called jailbroken, one per behaviour (the first in
-sorted artifact order), paired with the plain behaviour (not the attack prompt), for behaviours
+sorted artifact order; a behaviour's goal is worded alike across files), paired with the plain behaviour (not the attack prompt), for behaviours
 outside the given training file. Also writes the bundled suite's test-split normal and safe prompts,
 so `unlearnkit eval --harmful ... --normal ... --safe ...` measures on the same normal set as
 `--suite standard`.
@@ -33,9 +33,9 @@ def main():
     harmful = {}
     for file in sorted(glob.glob(f"{args.data}/jbb/attack-artifacts/*/*/*.json")):
         for jb in json.load(open(file))["jailbreaks"]:
-            goal = jb["goal"].strip()
-            if jb["jailbroken"] and jb["response"] and goal.lower() not in seen and goal not in harmful:
-                harmful[goal] = {"prompt": goal, "response": jb["response"].strip(), "category": jb["category"],
+            goal, behaviour = jb["goal"].strip(), jb["behavior"]
+            if jb["jailbroken"] and jb["response"] and goal.lower() not in seen and behaviour not in harmful:
+                harmful[behaviour] = {"prompt": goal, "response": jb["response"].strip(), "category": jb["category"],
                                  "source": file.split("attack-artifacts/")[1]}
     suite = load_suite("standard")
     out = Path(args.out)
