@@ -134,3 +134,19 @@ def test_fsdp_config_on_cpu_says_it_runs_unsharded_and_matches_one_process(tmp_p
     train = json.loads((tmp_path / "two" / "metrics.json").read_text())["train"]
     assert train["processes"] == 2 and train["distributed"] == "MULTI_CPU"
     assert_same(trained(tmp_path / "one"), trained(tmp_path / "two"))
+
+
+@pytest.mark.parametrize("name,stage", [("deepspeed_zero2", 2), ("deepspeed_zero3", 3)])
+def test_deepspeed_configs_build_accelerates_plugin(name, stage):
+    # DeepSpeed needs GPUs to run; what can be checked here is that accelerate accepts the shipped
+    # file: an unknown or misspelt key is a TypeError, a wrong stage shows in the built config.
+    import yaml
+    from accelerate.utils import DeepSpeedPlugin
+
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", f"{name}.yaml")
+    config = yaml.safe_load(open(path))
+    assert config["distributed_type"] == "DEEPSPEED"
+    plugin = DeepSpeedPlugin(**config["deepspeed_config"])
+    assert plugin.zero_stage == stage
+    assert plugin.deepspeed_config["zero_optimization"]["stage"] == stage
+    assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is (stage == 3)
