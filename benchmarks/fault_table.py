@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -25,15 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from unlearnkit.distributed import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def command(kind: str, work: Path, data: dict) -> tuple[list[str], Path]:

@@ -37,18 +37,6 @@ import time
 HERE = os.path.abspath(__file__)
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -87,7 +75,9 @@ def _tokens(batch, groups):
 
 
 def _answer_positions(batch, groups):
-    return sum(int((batch[f"{g}_labels"][:, 1:] != -100).sum()) for g in groups)
+    from unlearnkit.data.format import IGNORE
+
+    return sum(int((batch[f"{g}_labels"][:, 1:] != IGNORE).sum()) for g in groups)
 
 
 def _layout_positions(batch, groups):
@@ -234,7 +224,7 @@ def main():
     ns = parser.parse_args()
     if ns.child:
         return child(ns.child, ns.quick)
-    from unlearnkit.distributed import native_bf16
+    from unlearnkit.distributed import cpu_name, native_bf16
 
     machine = {"cpus": os.cpu_count(), "platform": sys.platform, "cpu": cpu_name(), "native_bf16": native_bf16()}
     peak = run_child("matmul", ns.quick)

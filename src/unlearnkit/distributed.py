@@ -40,6 +40,20 @@ def unsharded_reason() -> str | None:
     return None
 
 
+def cpu_name() -> str:
+    """The CPU's model name, for benchmark figures (which must say what they ran on)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def native_bf16() -> bool:
     """bf16 matmuls in hardware: CUDA with bf16 support, or a CPU with avx512_bf16 or AMX. Elsewhere
     (AVX2-only CPUs) bf16 is emulated and measured more than 10x slower than fp32."""

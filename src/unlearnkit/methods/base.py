@@ -145,6 +145,7 @@ class UnlearnTrainer(Trainer):
         packs = getattr(self.args, "packing", False) and len(ids) > 1 and self._packing_is_exact(model)
         varlen = str(getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", "")).startswith("flash")
         packing = PackedRows(mask.sum(1), positions, width=int(mask.sum()) if varlen else None) if packs else None
+        padded_width = ids.shape[1]
         if packing is not None:
             ids, mask, positions = packing.pack(ids), None, packing.keep
         model_kwargs = {"position_ids": packing.position_ids} if packing is not None else {}
@@ -159,7 +160,7 @@ class UnlearnTrainer(Trainer):
         if packing is not None:
             logits = packing.unpack_kept(logits)
             if hidden_states is not None:
-                hidden_states = tuple(packing.unpack(h, inputs_width=inputs[f"{names[0]}_input_ids"].shape[1]) for h in hidden_states)
+                hidden_states = tuple(packing.unpack(h, inputs_width=padded_width) for h in hidden_states)
         sizes = [inputs[f"{n}_input_ids"].shape[0] for n in names]
         # split, not one slice per group: a slice's backward zero-fills a gradient the size of all the logits
         chunks = zip(names, logits.split(sizes), labels.split(sizes),
@@ -337,9 +338,12 @@ class PackedRows:
     def unpack(self, hidden: torch.Tensor, inputs_width: int) -> torch.Tensor:
         """[rows, width, H] → [B, inputs_width, H]; positions past a sequence's end repeat its last
         token (the attention mask marks them as padding, and no loss reads them)."""
-        index = torch.tensor([[self.row[b] * self.width + self.offset[b] + min(t, n - 1) for t in range(inputs_width)]
-                              for b, n in enumerate(self.lengths)], device=hidden.device)
-        return hidden.reshape(-1, hidden.shape[-1])[index]
+        if getattr(self, "_unpack_index", None) is None or self._unpack_index.shape[1] != inputs_width:
+            # built once per step: RMU unpacks every layer's hidden states with the same index
+            start = torch.tensor([r * self.width + o for r, o in zip(self.row, self.offset)])
+            last = torch.tensor(self.lengths)[:, None] - 1
+            self._unpack_index = start[:, None] + torch.minimum(torch.arange(inputs_width)[None, :], last)
+        return hidden.reshape(-1, hidden.shape[-1])[self._unpack_index.to(hidden.device)]
 
 
 @dataclass
