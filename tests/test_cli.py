@@ -25,11 +25,13 @@ def test_unlearn_writes_the_promised_folder(tmp_path, tiny_model_dir, data_files
     forget, retain = data_files
     out = tmp_path / "run"
     code = run_cli("unlearn", "--method", "sku", "--model", tiny_model_dir, "--forget", forget, "--retain", retain,
-                   "--out", out, "--max-steps", 2, "--batch-size", 2, "--lambda", 2, "--set", "mismatch_k=2")
+                   "--out", out, "--max-steps", 2, "--batch-size", 2, "--lambda", 2, "--set", "mismatch_k=2",
+                   "--set", "system_prompt=")
     assert code == 0
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "config.json").exists()
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["negation_scale"] == 2 and config["mismatch_k"] == 2 and config["method"] == "sku"
+    assert config["system_prompt"] == ""  # an empty system turn, not "unset" (the template's default)
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert any("gd" in row and "rd" in row and "pd" in row for row in log)
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 2

@@ -43,3 +43,33 @@ def test_dataset_groups_and_collator(tokenizer, pairs):
     widths = {v.shape[1] for v in batch.values()}
     assert len(widths) == 1 and batch["mismatch_input_ids"].shape[0] == 6
     assert (batch["forget_labels"][batch["forget_attention_mask"] == 0] == IGNORE).all()
+
+
+def test_system_prompt_choice_changes_only_the_system_turn(tokenizer, pairs):
+    default = prompt_text(tokenizer, "What is 2+2?")
+    assert "You are a helpful AI assistant" in default  # SmolLM2's template inserts its own
+    empty = prompt_text(tokenizer, "What is 2+2?", system="")
+    custom = prompt_text(tokenizer, "What is 2+2?", system="Answer briefly.")
+    assert "You are a helpful AI assistant" not in empty and "Answer briefly." in custom
+    for text in (empty, custom):  # the user turn and the assistant's opening are the template's own
+        assert text.endswith(default[default.index("<|im_start|>user"):])
+    forget, retain = pairs
+    full = UnlearnDataset(tokenizer, forget, retain, mismatch_pool="forget", mismatch_k=2, seed=1)[0]
+    short = UnlearnDataset(tokenizer, forget, retain, mismatch_pool="forget", mismatch_k=2, seed=1, system_prompt="")[0]
+    for group in ("forget", "retain", "mismatch"):
+        for a, b in zip(full[group], short[group]):
+            assert len(b["input_ids"]) < len(a["input_ids"])
+            assert answer_tokens(tokenizer, a) == answer_tokens(tokenizer, b)  # same answers in the loss
+
+
+def test_a_template_without_a_system_role_says_so(tokenizer):
+    import pytest
+
+    from unlearnkit.errors import UnlearnkitError
+
+    strict = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
+    strict.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                            "{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    assert prompt_text(strict, "hi") == "hi"
+    with pytest.raises(UnlearnkitError, match="leave system_prompt unset"):
+        prompt_text(strict, "hi", system="")

@@ -11,17 +11,29 @@ import random
 
 import torch
 
+from unlearnkit.errors import UnlearnkitError
+
 IGNORE = -100
 PLAIN_PROMPT = "### Question: {prompt}\n### Answer:"
 
 
-def prompt_text(tokenizer, prompt: str) -> str:
-    """What the model sees before it answers: the chat template, or the plain Q/A format."""
+def prompt_text(tokenizer, prompt: str, system: str | None = None) -> str:
+    """What the model sees before it answers: the chat template, or the plain Q/A format.
+    `system` None keeps the template's own default (SmolLM2's inserts a 21-token system prompt);
+    a string is sent as the system message, "" being an empty one."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-    return PLAIN_PROMPT.format(prompt=prompt)
+        messages = [{"role": "user", "content": prompt}]
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": system})
+        from jinja2 import TemplateError
+
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as err:
+            raise UnlearnkitError(f"this model's chat template refuses a system message ({err}): "
+                                  "leave system_prompt unset") from None
+    plain = PLAIN_PROMPT.format(prompt=prompt)
+    return f"{system}\n{plain}" if system else plain
 
 
 def answer_text(tokenizer, response: str) -> str:
@@ -39,10 +51,10 @@ def answer_text(tokenizer, response: str) -> str:
     return " " + response + eos
 
 
-def _prompt_ids(tokenizer, prompt: str) -> list[int]:
+def _prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
     # Chat templates write their own BOS into the text; the plain format relies on the tokenizer's.
     add_special = not getattr(tokenizer, "chat_template", None)
-    return tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=add_special)["input_ids"]
+    return tokenizer(prompt_text(tokenizer, prompt, system), add_special_tokens=add_special)["input_ids"]
 
 
 def _answer_ids(tokenizer, response: str) -> list[int]:
@@ -56,8 +68,8 @@ def join(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> dict:
     return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE] * len(prompt_ids) + answer_ids}
 
 
-def encode_pair(tokenizer, prompt: str, response: str, max_length: int = 256) -> dict:
-    return join(_prompt_ids(tokenizer, prompt), _answer_ids(tokenizer, response), max_length)
+def encode_pair(tokenizer, prompt: str, response: str, max_length: int = 256, system: str | None = None) -> dict:
+    return join(_prompt_ids(tokenizer, prompt, system), _answer_ids(tokenizer, response), max_length)
 
 
 class UnlearnDataset(torch.utils.data.Dataset):
@@ -73,15 +85,15 @@ class UnlearnDataset(torch.utils.data.Dataset):
 
     def __init__(self, tokenizer, forget: list[dict], retain: list[dict] | None = None, *, max_length: int = 256,
                  mismatch_pool: str | None = None, mismatch_k: int = 0, positive: list[str] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, system_prompt: str | None = None):
         if not forget:
             raise ValueError("the forget set is empty")
         self.max_length = max_length
         self.seed = seed
         self.mismatch_k = mismatch_k if mismatch_pool else 0
-        self.forget_prompts = [_prompt_ids(tokenizer, p["prompt"]) for p in forget]
+        self.forget_prompts = [_prompt_ids(tokenizer, p["prompt"], system_prompt) for p in forget]
         self.forget_answers = [_answer_ids(tokenizer, p["response"]) for p in forget]
-        self.retain = [encode_pair(tokenizer, p["prompt"], p["response"], max_length) for p in retain or []]
+        self.retain = [encode_pair(tokenizer, p["prompt"], p["response"], max_length, system_prompt) for p in retain or []]
         self.positive = [_answer_ids(tokenizer, text) for text in positive] if positive else None
         if mismatch_pool == "forget":
             self.pool = self.forget_answers

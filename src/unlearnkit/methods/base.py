@@ -44,6 +44,9 @@ class UnlearnArguments(TrainingArguments):
     packing: bool = field(default=True, metadata={
         "help": "pack a step's sequences into rows without padding (position ids restart per sequence, so "
                 "attention stays within each); False: one padded row per sequence"})
+    system_prompt: str | None = field(default=None, metadata={
+        "help": "system message of the training sequences: unset = the chat template's own default, which is "
+                "what generation and evaluation use; '' = an empty one (fewer tokens per sequence)"})
     mismatch_k: int = field(default=5, metadata={"help": "random answers per forget prompt (SKU random disassociation, LLMU mismatch)"})
     retain_weight: float = field(default=1.0, metadata={"help": "α: weight of the normal-data term (npo, simnpo, rmu, refusal-dpo)"})
     # SKU (ft-negate uses the GD weight only)

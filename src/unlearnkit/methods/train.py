@@ -109,6 +109,7 @@ def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | Non
     dataset = UnlearnDataset(
         tokenizer, forget, retain if method_cls.uses_retain else None, max_length=args.max_length,
         mismatch_pool=method_cls.mismatch_pool, mismatch_k=args.mismatch_k, positive=positive, seed=args.seed,
+        system_prompt=args.system_prompt,
     )
     trainer = method_cls(model=model, args=args, train_dataset=dataset, data_collator=GroupCollator(tokenizer.pad_token_id),
                          processing_class=tokenizer, callbacks=list(callbacks) + extra_callbacks)
