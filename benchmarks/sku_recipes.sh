@@ -3,6 +3,8 @@
 # λ scored by `negate --pick` on the bundled suite's validation split (never its test split).
 #   A: the paper's losses with the retention-signed preservation term (the previous demo recipe)
 #   B: A + negation-aware terms (KL to θ₀ and a bounded harmful-answer term, both at θ₀ − λτ)
+#   C: A's settings on larger models' human-judged harmful HarmBench answers (benchmarks/harmbench_answers.py;
+#      needs ../shared/data), sequences cut at 128 tokens; λ 1 and 2
 # Usage: bash benchmarks/sku_recipes.sh OUT_DIR [STEPS]
 set -euo pipefail
 OUT=${1:?output folder}; STEPS=${2:-40}
@@ -25,3 +27,13 @@ for recipe in A B; do
   [ -d "$OUT/$recipe-negate" ] || /usr/bin/time -f "$recipe negate: %e s" $PY -m unlearnkit.cli negate --harmful "$OUT/$recipe/harmful" \
       --suite standard --lambdas 1,2,4 --pick --out "$OUT/$recipe-negate" || echo "$recipe: no λ kept every limit"
 done
+if [ -d ../shared/data/harmbench_human_dev ]; then
+  mkdir -p "$OUT/jbb"
+  [ -f "$OUT/jbb/harmful.jsonl" ] || $PY benchmarks/jbb_answers.py "$OUT/jbb" --exclude "$OUT/harmful_train.jsonl"
+  [ -f "$OUT/harmbench_train.jsonl" ] || $PY benchmarks/harmbench_answers.py "$OUT/harmbench_train.jsonl" --exclude "$OUT/jbb/harmful.jsonl"
+  # common[] names the written answers as --forget; the later --forget wins (argparse keeps the last)
+  [ -d "$OUT/C" ] || /usr/bin/time -f "C stage 1: %e s" $PY -m unlearnkit.cli unlearn --method sku "${common[@]}" \
+      --forget "$OUT/harmbench_train.jsonl" --set max_length=128 --out "$OUT/C"
+  [ -d "$OUT/C-negate" ] || $PY -m unlearnkit.cli negate --harmful "$OUT/C/harmful" --suite standard --lambdas 1,2 --pick \
+      --out "$OUT/C-negate" || echo "C: no λ kept every limit"
+fi
