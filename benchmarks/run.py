@@ -16,9 +16,14 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
 - packing               the same fp32 steps with and without packing (`--set packing=false`): step
                         time ratio and the positions each layout runs (padding included)
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
-- peer_step_time_ratio  our SKU step ÷ the same step as a plain loop in the style of Yao et al.'s
-                        public code (a forward pass per term, reference model as a full copy)
-- peer_memory_ratio     peak RSS of ours ÷ the plain loop's, full fine-tuning
+- peer_step_time_ratio  per method, our full fine-tuning step ÷ the peer's step on the same examples:
+                        method "llmu": a port of Yao et al.'s unlearn_harm.py step (4 harmful + 4 normal
+                        prompts, 5 random normal answers per harmful prompt; "### Question/Answer" text,
+                        a forward pass per term with full-vocabulary logits, θ₀ as a second copy; each
+                        group padded to its own longest sequence — kinder than the original's padding
+                        to the tokenizer's maximum length); method "sku": SKU's three losses written
+                        as the same kind of plain loop (SKU's authors published no code)
+- peer_memory_ratio     peak RSS of ours ÷ the peer's, the same runs
 - lora_ref_memory_ratio peak RSS of a LoRA method with a reference model (NPO) ÷ the same
                         steps of a LoRA method without one (SimNPO): what the reference costs
                         (RSS after loading is no measure of one copy: safetensors weights are mmap'd)
@@ -60,14 +65,89 @@ def measure_matmul(quick):
             "bf16_gflops": peak(torch.bfloat16) if native_bf16() else None, "threads": torch.get_num_threads()}
 
 
-def _sku_batches(tokenizer, steps, batch_size=4):
-    from unlearnkit.data import GroupCollator, UnlearnDataset
+# What each timed method reads per step, as its peer's recipe has it: SKU one disassociated answer
+# per harmful prompt; LLMU (Yao et al.) five random normal answers per harmful prompt.
+MISMATCH = {"sku": ("forget", 1), "llmu": ("retain", 5)}
+BATCH, MAX_LENGTH = 4, 128
+
+
+def _demo_rows():
     from unlearnkit.demo import demo_sets
 
     forget, retain, _, _ = demo_sets()
-    ds = UnlearnDataset(tokenizer, forget, retain, max_length=128, mismatch_pool="forget", mismatch_k=1, seed=0)
+    return forget, retain
+
+
+def _batches(tokenizer, steps, method, system_prompt=None):
+    from unlearnkit.data import GroupCollator, UnlearnDataset
+
+    forget, retain = _demo_rows()
+    pool, k = MISMATCH[method]
+    ds = UnlearnDataset(tokenizer, forget, retain, max_length=MAX_LENGTH, mismatch_pool=pool, mismatch_k=k, seed=0,
+                        system_prompt=system_prompt)
     collate = GroupCollator(tokenizer.pad_token_id)
-    return [collate([ds[(s * batch_size + i) % len(ds)] for i in range(batch_size)]) for s in range(steps)]
+    return [collate([ds[(s * BATCH + i) % len(ds)] for i in range(BATCH)]) for s in range(steps)]
+
+
+def _yao_batches(tokenizer, steps):
+    """Yao et al.'s data path, rewritten: "### Question: q\n ### Answer: a" text, the answer's start found
+    by tokenizing the question part, K = 5 normal answers drawn once per batch for every harmful prompt."""
+    import random
+
+    import torch
+
+    forget, retain = _demo_rows()
+    answers = [r["response"] for r in retain]
+    draw = random.Random(8888)
+
+    def group(pairs):
+        rows = [tokenizer(f"### Question: {q}\n ### Answer: {a}", truncation=True, max_length=MAX_LENGTH)["input_ids"]
+                for q, a in pairs]
+        starts = [len(tokenizer(f"### Question: {q}\n ### Answer: ")["input_ids"]) - 1 for q, _ in pairs]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
+        return {"input_ids": ids, "attention_mask": mask, "start": torch.tensor(starts)}
+
+    out = []
+    for s in range(steps):
+        bad = [forget[(s * BATCH + i) % len(forget)] for i in range(BATCH)]
+        normal = [retain[(s * BATCH + i) % len(retain)] for i in range(BATCH)]
+        random_answers = draw.sample(answers, 5)
+        out.append({"bad": group([(r["prompt"], r["response"]) for r in bad]),
+                    "random": group([(r["prompt"], a) for r in bad for a in random_answers]),
+                    "normal": group([(r["prompt"], r["response"]) for r in normal])})
+    return out
+
+
+def _yao_step(model, ref, opt):
+    """One step of unlearn_harm.py's loop: bad_weight 0.5 · GA + random_weight 1 · GD on random answers
+    + normal_weight 1 · forward KL to θ₀ over every position; three forward passes, one backward."""
+    import torch
+
+    def answer_loss(g, sign):
+        logits = model(input_ids=g["input_ids"], attention_mask=g["attention_mask"]).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), g["input_ids"][:, 1:], reduction="none")
+        weight = g["attention_mask"].clone()
+        for i, start in enumerate(g["start"]):
+            weight[i, :start] = 0  # token `start` is the first answer token (the prefix ends in a space)
+        weight = weight[:, 1:] / weight[:, 1:].sum(1, keepdim=True).clamp(min=1)
+        return (sign * nll * weight).sum(1).mean()
+
+    def step(batch):
+        normal = batch["normal"]
+        logits_q = model(input_ids=normal["input_ids"], attention_mask=normal["attention_mask"]).logits
+        with torch.no_grad():
+            logits_p = ref(input_ids=normal["input_ids"], attention_mask=normal["attention_mask"]).logits
+        kl = -(torch.softmax(logits_p, -1) * torch.log(torch.softmax(logits_q, -1) + 1e-12)).sum(-1).mean()
+        loss = 0.5 * answer_loss(batch["bad"], -1) + answer_loss(batch["random"], 1) + kl
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    return step
 
 
 def _tokens(batch, groups):
@@ -91,14 +171,18 @@ def _layout_positions(batch, groups):
     return mask.numel(), packed.rows * packed.width
 
 
-def measure_train(mode, quick):
-    """Steps of our SKU trainer (mode full/lora, -bf16 for autocast) or of the plain peer loop (mode peer)."""
+def measure_train(kind, quick):
+    """Steps of one method (kind METHOD:MODE): our trainer (mode full/lora, -padded without packing, -bf16
+    under autocast) or the method's peer loop (mode peer)."""
     import torch
 
     from unlearnkit.methods import UnlearnArguments, build_trainer
     from unlearnkit.losses import answer_nll, token_kl
     from unlearnkit.models import load_model
 
+    method, _, mode = kind.partition(":")
+    system_prompt = "" if mode.endswith("-nosystem") else None  # an empty system turn instead of the template's own
+    mode = mode.removesuffix("-nosystem")
     before = rss_mb()
     model, tokenizer = load_model("default")
     one_copy = rss_mb() - before
@@ -106,8 +190,23 @@ def measure_train(mode, quick):
     vocab_dim = head.numel()  # V·d
     n_body = sum(p.numel() for p in model.parameters()) - vocab_dim * (1 if model.config.tie_word_embeddings else 2)
     steps = 3 if quick else 8
-    batches = _sku_batches(tokenizer, steps + 1)
-    if mode == "peer":  # Yao et al.'s loop: separate passes per term, θ₀ as a full second copy
+    batches = _batches(tokenizer, steps + 1, method, system_prompt)
+    if mode == "peer" and method == "llmu":
+        import copy
+
+        ref = copy.deepcopy(model).eval().requires_grad_(False)
+        step = _yao_step(model, ref, torch.optim.AdamW(model.parameters(), lr=2e-6))
+        peer_batches = _yao_batches(tokenizer, steps + 1)
+        step(peer_batches[0])  # warm-up
+        start = time.perf_counter()
+        for batch in peer_batches[1:]:
+            step(batch)
+        seconds = time.perf_counter() - start
+        groups = [b[g]["attention_mask"] for b in peer_batches[1:] for g in ("bad", "random", "normal")]
+        return {"step_seconds": seconds / steps, "peak_rss_mb": rss_mb(),
+                "positions": {"real": sum(int(m.sum()) for m in groups) / steps,
+                              "padded_layout": sum(m.numel() for m in groups) / steps}}
+    if mode == "peer":  # SKU's losses as a plain loop: separate passes per term, θ₀ as a full second copy
         import copy
 
         ref = copy.deepcopy(model).eval().requires_grad_(False)
@@ -127,12 +226,11 @@ def measure_train(mode, quick):
             opt.step()
             opt.zero_grad()
     else:  # ours; built only here, so the peer process holds exactly its own two copies
-        from unlearnkit.demo import demo_sets
-
-        forget, retain, _, _ = demo_sets()
-        args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method="sku", lora=mode.startswith("lora"), mismatch_k=1,
+        forget, retain = _demo_rows()
+        args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method=method, lora=mode.startswith("lora"),
+                                mismatch_k=MISMATCH[method][1], per_device_train_batch_size=BATCH, max_length=MAX_LENGTH,
                                 bf16=mode.endswith("bf16"), packing=not mode.endswith("padded"), learning_rate=2e-5,
-                                max_steps=steps, save_strategy="no", disable_tqdm=True)
+                                max_steps=steps, save_strategy="no", disable_tqdm=True, system_prompt=system_prompt)
         trainer = build_trainer(model, tokenizer, forget, retain, args)
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         model = trainer.accelerator.prepare(trainer.model)  # as Trainer.train does: this adds bf16 autocast
@@ -230,7 +328,8 @@ def main():
     peak = run_child("matmul", ns.quick)
     print(json.dumps({**peak, **machine}), flush=True)
     modes = ["full", "lora", "full-padded", "lora-padded"] + (["full-bf16", "lora-bf16"] if machine["native_bf16"] else [])
-    runs = {mode: run_child(mode, ns.quick) for mode in modes + ["peer"]}
+    runs = {mode: run_child(f"sku:{mode}", ns.quick) for mode in modes + ["peer"]}
+    llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-nosystem", "peer")}
     for mode in modes:
         if mode.endswith("padded"):
             continue
@@ -245,12 +344,23 @@ def main():
         print(json.dumps({"name": f"packing_step_ratio_{kind}", "value": round(packed["step_seconds"] / padded["step_seconds"], 3),
                           "unit": "packed step / padded step (lower is better)", "positions_per_step": packed["positions"],
                           "cpu": machine["cpu"]}), flush=True)
-    print(json.dumps({"name": "peer_step_time_ratio", "value": round(runs["full"]["step_seconds"] / runs["peer"]["step_seconds"], 3),
-                      "unit": "ours / peer (lower is better)", "ours_s": round(runs["full"]["step_seconds"], 2),
-                      "peer_s": round(runs["peer"]["step_seconds"], 2), "mode": "full fine-tune, same model and batch"}), flush=True)
-    print(json.dumps({"name": "peer_memory_ratio", "value": round(runs["full"]["peak_rss_mb"] / runs["peer"]["peak_rss_mb"], 3),
-                      "unit": "ours / peer peak RSS", "ours_mb": round(runs["full"]["peak_rss_mb"]),
-                      "peer_mb": round(runs["peer"]["peak_rss_mb"])}), flush=True)
+    for method, pair in (("llmu", llmu), ("sku", runs)):
+        ours, peer = pair["full"], pair["peer"]
+        same = {"method": method, "mode": "full fine-tune, fp32, same model and examples per step", "cpu": machine["cpu"]}
+        print(json.dumps({"name": "peer_step_time_ratio", "value": round(ours["step_seconds"] / peer["step_seconds"], 3),
+                          "unit": "ours / peer (lower is better)", "ours_s": round(ours["step_seconds"], 2),
+                          "peer_s": round(peer["step_seconds"], 2), "ours_positions": ours["positions"],
+                          "peer_positions": peer["positions"], **same}), flush=True)
+        print(json.dumps({"name": "peer_memory_ratio", "value": round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 3),
+                          "unit": "ours / peer peak RSS", "ours_mb": round(ours["peak_rss_mb"]),
+                          "peer_mb": round(peer["peak_rss_mb"]), **same}), flush=True)
+    # The chat template's default system prompt rides in every training sequence; the peer has none.
+    bare, peer = llmu["full-nosystem"], llmu["peer"]
+    print(json.dumps({"name": "peer_ratios_llmu_without_system_prompt", "step_time_ratio": round(bare["step_seconds"] / peer["step_seconds"], 3),
+                      "memory_ratio": round(bare["peak_rss_mb"] / peer["peak_rss_mb"], 3), "ours_s": round(bare["step_seconds"], 2),
+                      "ours_mb": round(bare["peak_rss_mb"]), "ours_positions": bare["positions"],
+                      "with_system_prompt_positions": llmu["full"]["positions"], "cpu": machine["cpu"],
+                      "note": "--set system_prompt= (an empty system turn); generation still uses the template's default"}), flush=True)
     with_ref, without = run_child("memory-npo", ns.quick), run_child("memory-simnpo", ns.quick)
     print(json.dumps({"name": "lora_ref_memory_ratio", "value": round(with_ref["peak_rss_mb"] / without["peak_rss_mb"], 3),
                       "unit": "peak RSS, NPO (reference = adapter disabled) / SimNPO (no reference), LoRA",
