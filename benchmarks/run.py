@@ -190,26 +190,19 @@ def measure_train(kind, quick):
     vocab_dim = head.numel()  # V·d
     n_body = sum(p.numel() for p in model.parameters()) - vocab_dim * (1 if model.config.tie_word_embeddings else 2)
     steps = 3 if quick else 8
-    batches = _batches(tokenizer, steps + 1, method, system_prompt)
-    if mode == "peer" and method == "llmu":
+    if mode == "peer":  # separate passes per term, θ₀ as a full second copy
         import copy
 
         ref = copy.deepcopy(model).eval().requires_grad_(False)
-        step = _yao_step(model, ref, torch.optim.AdamW(model.parameters(), lr=2e-6))
+    if mode == "peer" and method == "llmu":  # the port of Yao et al.'s step, on its own data path
         peer_batches = _yao_batches(tokenizer, steps + 1)
-        step(peer_batches[0])  # warm-up
-        start = time.perf_counter()
-        for batch in peer_batches[1:]:
-            step(batch)
-        seconds = time.perf_counter() - start
+        seconds = _timed(_yao_step(model, ref, torch.optim.AdamW(model.parameters(), lr=2e-6)), peer_batches)
         groups = [b[g]["attention_mask"] for b in peer_batches[1:] for g in ("bad", "random", "normal")]
         return {"step_seconds": seconds / steps, "peak_rss_mb": rss_mb(),
                 "positions": {"real": sum(int(m.sum()) for m in groups) / steps,
                               "padded_layout": sum(m.numel() for m in groups) / steps}}
-    if mode == "peer":  # SKU's losses as a plain loop: separate passes per term, θ₀ as a full second copy
-        import copy
-
-        ref = copy.deepcopy(model).eval().requires_grad_(False)
+    batches = _batches(tokenizer, steps + 1, method, system_prompt)
+    if mode == "peer":  # SKU's losses as the same kind of plain loop
         opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
 
         def step(batch):
@@ -242,22 +235,29 @@ def measure_train(kind, quick):
             trainer.optimizer.step()
             trainer.optimizer.zero_grad()
 
-    step(batches[0])  # warm-up
+    seconds = _timed(step, batches)
     groups = ["forget", "mismatch", "retain"]
-    start, flops, trained, padded, packed = time.perf_counter(), 0, 0, 0, 0
+    flops, trained, padded, packed = 0, 0, 0, 0
     per_token = 4 if mode.startswith("lora") else 6
     for batch in batches[1:]:
-        step(batch)
         tokens = _tokens(batch, groups)
         trained += tokens
         flops += per_token * (n_body * tokens + vocab_dim * _answer_positions(batch, groups))
         flops += 2 * (n_body * _tokens(batch, ["retain"]) + vocab_dim * _answer_positions(batch, ["retain"]))
         layout = _layout_positions(batch, groups)
         padded, packed = padded + layout[0], packed + layout[1]
-    seconds = time.perf_counter() - start
     return {"step_seconds": seconds / steps, "tokens_per_s": trained / seconds, "flops_per_s": flops / seconds,
             "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before,
             "positions": {"real": trained / steps, "padded_layout": padded / steps, "packed_layout": packed / steps}}
+
+
+def _timed(step, batches) -> float:
+    """Seconds for step() over batches[1:], after one untimed warm-up step on batches[0]."""
+    step(batches[0])
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    return time.perf_counter() - start
 
 
 def measure_generate(quick):
