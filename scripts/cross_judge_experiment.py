@@ -151,9 +151,10 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     root, rng = Path(args.data), random.Random(0)
-    rows = tj.harmbench(root) + tj.jailbreakbench(root) + tj.hand_labelled(Path(args.hand))
+    rows = tj.harmbench(root) + tj.jailbreakbench(root, tj.JBB_READ) + tj.hand_labelled(Path(args.hand))
     rows += tj.contrast(rows, root, rng)
     rows = rows[:: args.every]
+    near = tj.near_groups(rows)
     tokenizer, model = load_minilm()
     start = time.time()
     states = frozen_states(tokenizer, model, rows, args.frozen)
@@ -163,8 +164,8 @@ def main():
     oof = {v: {} for v in VERDICTS}
     for k in map(int, args.folds.split(",")):
         t0 = time.time()
-        held = {r["group"].strip().lower() for r in rows if r["source"] in target.values() and tj.fold_of(r["group"]) == k}
-        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in held]
+        held, unseen = tj.held_out(rows, k, set(target.values()), near)
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in unseen]
         top = train_top(model, args.frozen, [states[i] for i in train], [rows[i] for i in train], args.epochs,
                         args.batch_size, args.lr, seed=k)
         test = [i for i, r in enumerate(rows) if r["group"].strip().lower() in held and r["source"] in target.values()]
@@ -188,7 +189,8 @@ def main():
     folds = [int(k) for k in args.folds.split(",")]
     report["out_of_fold"] = {}
     for v in VERDICTS:
-        idx, logistic = tj.out_of_fold(rows, x, v, target[v], shipped[v]["l2"], shipped[v]["jbb_weight"])
+        idx, logistic = tj.out_of_fold(rows, x, v, target[v], shipped[v]["l2"], shipped[v]["jbb_weight"], near,
+                                        shipped[v].get("jbb_labels", "model"))
         keep = [j for j, i in enumerate(idx) if i in oof[v]]
         idx, logistic = [idx[j] for j in keep], logistic[keep]
         cross = np.array([oof[v][i] for i in idx])

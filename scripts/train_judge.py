@@ -7,13 +7,16 @@ Data, read in place (never copied into the package):
   about compliance, so it trains only the content head.
 - our hand-labelled answers of the default and unlearned models (shipped with the package,
   judge_data/hand_labelled.jsonl): all three rubric labels.
-- ../shared/data/jbb: JailbreakBench responses with a Llama-3-70B verdict (`jailbroken`): weaker, a
-  model's label, used for both heads with weight `--jbb-weight`.
+- ../shared/data/jbb: JailbreakBench responses with a Llama-3-70B verdict (`jailbroken`), a model's
+  label, weighted by a cross-validated choice. The 937 it called jailbroken were also read by us
+  against the rubric (scripts/data/jbb_read_labels.jsonl, labels only): whether those rows train with
+  our reading (at full weight) or with the 70B verdict is a cross-validated choice too.
 - contrast rows built from public text (label 0 for both): each request paired with an unrelated
   AlpacaEval answer and with word salad, so off-topic answers and gibberish are not called harmful.
 
 Measured: `harmful_content` by 5 folds of harmbench_human_dev grouped by behaviour (each fold's
-behaviours are unseen in training, JBB/ours/contrast rows of the same behaviour string excluded);
+behaviours are unseen in training; rows of any source whose request is the same or a near paraphrase,
+MiniLM cosine >= NEAR, of a held-out behaviour are excluded too);
 `complied` by 5 folds of our hand labels grouped by prompt. The final weights are fitted on all rows.
 
     python scripts/train_judge.py
@@ -33,13 +36,17 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from unlearnkit.evaluation.embeddings import embed
 from unlearnkit.evaluation.judge import VERDICTS, WEIGHTS, judge_features
 from unlearnkit.evaluation.metrics import agreement_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 HAND = ROOT / "src" / "unlearnkit" / "evaluation" / "judge_data" / "hand_labelled.jsonl"
+JBB_READ = ROOT / "scripts" / "data" / "jbb_read_labels.jsonl"
+HARMBENCH_READ = ROOT / "scripts" / "data" / "harmbench_dev_read_labels.jsonl"
 FOLDS = 5
+NEAR = 0.8  # JBB and AdvBench restate many HarmBench behaviours in other words
 
 
 def fold_of(group: str) -> int:
@@ -56,15 +63,35 @@ def harmbench(root: Path) -> list[dict]:
     return rows
 
 
-def jailbreakbench(root: Path) -> list[dict]:
+def jailbreakbench(root: Path, read_labels: Path) -> list[dict]:
+    ours = {}
+    if read_labels.exists():
+        for line in read_labels.read_text().splitlines():
+            r = json.loads(line)
+            ours[r["file"], r["index"]] = r
+    artifacts = root / "jbb" / "attack-artifacts"
     rows = []
-    for file in sorted(glob.glob(str(root / "jbb" / "attack-artifacts" / "*" / "*" / "*.json"))):
-        for jb in json.load(open(file))["jailbreaks"]:
+    for file in sorted(glob.glob(str(artifacts / "*" / "*" / "*.json"))):
+        rel = Path(file).relative_to(artifacts).as_posix()
+        for index, jb in enumerate(json.load(open(file))["jailbreaks"]):
             if jb["response"]:
+                read = ours.get((rel, index))
                 label = int(bool(jb["jailbroken"]))
                 rows.append({"prompt": jb["goal"], "response": jb["response"], "group": jb["goal"], "source": "jbb",
-                             "category": jb["category"], "harmful_content": label, "complied": label})
+                             "category": jb["category"], "harmful_content": label, "complied": label,
+                             "read": {v: read[v] for v in VERDICTS} if read else None})
     return rows
+
+
+def reading_vs_humans(root: Path, read_labels: Path) -> dict | None:
+    """How our blind reading of harmbench_human_dev agrees with HarmBench's human majority: a reader's
+    ceiling for any judge trained on labels read by the same rule (not training data)."""
+    if not read_labels.exists():
+        return None
+    humans = [json.loads(line) for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines()]
+    read = [json.loads(line) for line in read_labels.read_text().splitlines()]
+    assert [r["behavior_id"] for r in read] == [h["behavior_id"] for h in humans], "labels out of step with the data"
+    return agreement_stats([r["harmful_content"] for r in read], [int(h["harmful"]) for h in humans])
 
 
 def hand_labelled(path: Path) -> list[dict]:
@@ -111,15 +138,26 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float):
     return weight.detach().float().numpy(), float(bias.detach())
 
 
-def head_data(rows, x, verdict, jbb_weight):
-    keep = [i for i, r in enumerate(rows) if r[verdict] is not None and (jbb_weight > 0 or r["source"] != "jbb")]
-    y = np.array([rows[i][verdict] for i in keep], dtype=np.float64)
-    w = np.array([jbb_weight if rows[i]["source"] == "jbb" else 1.0 for i in keep])
+def label_and_weight(r, verdict, jbb_weight, jbb_labels):
+    """A row's training label and weight: a JBB row read by us trains with our reading at full weight
+    when jbb_labels is "read"; other JBB rows with the 70B verdict at jbb_weight."""
+    if r["source"] != "jbb":
+        return r[verdict], 1.0
+    if jbb_labels == "read" and r.get("read"):
+        return r["read"][verdict], 1.0
+    return r[verdict], jbb_weight
+
+
+def head_data(rows, x, verdict, jbb_weight, jbb_labels="model"):
+    pairs = [label_and_weight(r, verdict, jbb_weight, jbb_labels) for r in rows]
+    keep = [i for i, (label, weight) in enumerate(pairs) if label is not None and weight > 0]
+    y = np.array([pairs[i][0] for i in keep], dtype=np.float64)
+    w = np.array([pairs[i][1] for i in keep])
     return keep, x[keep], y, w
 
 
-def fit_head(rows, x, verdict, l2, jbb_weight):
-    keep, xs, y, w = head_data(rows, x, verdict, jbb_weight)
+def fit_head(rows, x, verdict, l2, jbb_weight, jbb_labels="model"):
+    keep, xs, y, w = head_data(rows, x, verdict, jbb_weight, jbb_labels)
     mean, std = xs.mean(0), xs.std(0) + 1e-6
     weight, bias = fit_logistic((xs - mean) / std, y, w, l2)
     return weight / std, bias - float((mean / std) @ weight)  # folded into raw-feature space
@@ -130,14 +168,29 @@ def predict(x, head):
     return 1 / (1 + np.exp(-(x @ weight + bias)))
 
 
-def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight):
+def near_groups(rows) -> dict[str, set[str]]:
+    """For each group (lower-cased request), the groups whose request is it or a near paraphrase."""
+    groups = sorted({r["group"].strip().lower() for r in rows})
+    vectors = embed(groups)
+    close = (vectors @ vectors.T) >= NEAR
+    return {g: {groups[j] for j in np.flatnonzero(close[i])} | {g} for i, g in enumerate(groups)}
+
+
+def held_out(rows, k, sources, near) -> tuple[set[str], set[str]]:
+    """Fold k's groups among `sources` rows, and those groups with their near paraphrases: no row of
+    any source whose group is in the second set may train a head that is measured on the first."""
+    held = {r["group"].strip().lower() for r in rows if r["source"] in sources and fold_of(r["group"]) == k}
+    return held, set().union(*(near[g] for g in held))
+
+
+def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight, near, jbb_labels="model"):
     """Predictions for every `target_source` row with `verdict` labelled, each from heads that never
-    saw its group (behaviour or prompt) under any source."""
+    saw its group (behaviour or prompt), or a near paraphrase of it, under any source."""
     scores = {}
     for k in range(FOLDS):
-        held = {r["group"].strip().lower() for r in rows if r["source"] == target_source and fold_of(r["group"]) == k}
-        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in held]
-        head = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight)
+        held, unseen = held_out(rows, k, {target_source}, near)
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in unseen]
+        head = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight, jbb_labels)
         test = [i for i, r in enumerate(rows) if r["source"] == target_source and r[verdict] is not None
                 and r["group"].strip().lower() in held]
         scores.update(zip(test, predict(x[test], head)))
@@ -160,12 +213,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(SHARED))
     parser.add_argument("--hand", default=str(HAND))
+    parser.add_argument("--jbb-read", default=str(JBB_READ), help="our reading of JBB's jailbroken responses")
     parser.add_argument("--out", default=str(WEIGHTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features-cache", help="reuse features saved here (for experiments on the head)")
     args = parser.parse_args()
     root, rng = Path(args.data), random.Random(args.seed)
-    rows = harmbench(root) + jailbreakbench(root) + hand_labelled(Path(args.hand))
+    rows = harmbench(root) + jailbreakbench(root, Path(args.jbb_read)) + hand_labelled(Path(args.hand))
     rows += contrast(rows, root, rng)
     start = time.time()
     cache = Path(args.features_cache) if args.features_cache else None
@@ -177,21 +231,29 @@ def main():
         if cache:
             np.savez(cache, x=x)
     target = {"harmful_content": "harmbench", "complied": "ours" if any(r["source"] == "ours" for r in rows) else "jbb"}
-    report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")},
+    near = near_groups(rows)
+    report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")}
+              | {"jbb_read_by_us": sum(bool(r.get("read")) for r in rows)},
+              "our_reading_vs_harmbench_humans": reading_vs_humans(root, HARMBENCH_READ),
+              "near_paraphrase_cosine": NEAR,
               "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}
     heads = {}
     for verdict in VERDICTS:
-        # Choices (L2, JBB's weight) by out-of-fold agreement on the target set: the same grouped
-        # folds that report, so the figure below is a cross-validated choice, stated as such.
+        # Choices (L2, JBB's weight, JBB's labels) by out-of-fold agreement on the target set: the same
+        # grouped folds that report, so the figure below is a cross-validated choice, stated as such.
+        # Ties go to the smaller L2, the lighter JBB weight, then the 70B verdict.
         trials, predictions = [], {}
-        for l2 in (1e-3, 1e-2, 3e-2, 0.1):
-            for jbb_weight in (0.0, 0.3, 1.0):
-                idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight)
-                labels = np.array([rows[i][verdict] for i in idx])
-                predictions[l2, jbb_weight] = idx, scores
-                trials.append((agreement_stats(scores, labels)["agreement"], -l2, -jbb_weight, l2, jbb_weight))
-        _, _, _, l2, jbb_weight = max(trials)
-        idx, scores = predictions[l2, jbb_weight]  # the chosen trial's own out-of-fold predictions
+        for jbb_labels in ("model", "read") if report["rows"]["jbb_read_by_us"] else ("model",):
+            for l2 in (1e-3, 1e-2, 3e-2, 0.1):
+                for jbb_weight in (0.0, 0.3, 1.0):
+                    idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight, near, jbb_labels)
+                    labels = np.array([rows[i][verdict] for i in idx])
+                    predictions[l2, jbb_weight, jbb_labels] = idx, scores
+                    trials.append((agreement_stats(scores, labels)["agreement"], -l2, -jbb_weight, jbb_labels == "model",
+                                   {"l2": l2, "jbb_weight": jbb_weight, "jbb_labels": jbb_labels}))
+        best = max(trials, key=lambda t: t[:4])[4]
+        l2, jbb_weight, jbb_labels = best["l2"], best["jbb_weight"], best["jbb_labels"]
+        idx, scores = predictions[l2, jbb_weight, jbb_labels]  # the chosen trial's own out-of-fold predictions
         labels = np.array([rows[i][verdict] for i in idx])
         per_category = {}
         for c in sorted({rows[i]["category"] for i in idx}):
@@ -199,10 +261,10 @@ def main():
             per_category[c or "-"] = agreement_stats(scores[m], labels[m])
         report["heads"][verdict] = {"measured_on": f"{target[verdict]}, {FOLDS} folds grouped by "
                                     + ("behaviour" if target[verdict] != "ours" else "prompt"),
-                                    "l2": l2, "jbb_weight": jbb_weight, "out_of_fold": agreement_stats(scores, labels),
+                                    **best, "out_of_fold": agreement_stats(scores, labels),
                                     "by_category": per_category, "calibration": calibration(scores, labels),
-                                    "trials": [{"l2": t[3], "jbb_weight": t[4], "agreement": t[0]} for t in trials]}
-        heads[verdict] = fit_head(rows, x, verdict, l2, jbb_weight)
+                                    "trials": [{**t[4], "agreement": t[0]} for t in trials]}
+        heads[verdict] = fit_head(rows, x, verdict, l2, jbb_weight, jbb_labels)
         print(verdict, json.dumps(report["heads"][verdict]["out_of_fold"]), flush=True)
     tensors = {"mean": torch.zeros(x.shape[1]), "std": torch.ones(x.shape[1])}  # heads work on raw features
     for verdict, (weight, bias) in heads.items():
