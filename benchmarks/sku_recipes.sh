@@ -5,6 +5,8 @@
 #   B: A + negation-aware terms (KL to θ₀ and a bounded harmful-answer term, both at θ₀ − λτ)
 #   C: A's settings on larger models' human-judged harmful HarmBench answers (benchmarks/harmbench_answers.py;
 #      needs ../shared/data), sequences cut at 128 tokens; λ 1 and 2
+#   D: C + negated retention (ε₄ = 1) trained for λ = 1;  F: A's and C's answers mixed;  G: C with ε₃ = −5
+#      (F and G trained for λ = 1 too; the later --lambda wins over common[]'s)
 # Usage: bash benchmarks/sku_recipes.sh OUT_DIR [STEPS]
 set -euo pipefail
 OUT=${1:?output folder}; STEPS=${2:-40}
@@ -36,4 +38,16 @@ if [ -d ../shared/data/harmbench_human_dev ]; then
       --forget "$OUT/harmbench_train.jsonl" --set max_length=128 --out "$OUT/C"
   [ -d "$OUT/C-negate" ] || $PY -m unlearnkit.cli negate --harmful "$OUT/C/harmful" --suite standard --lambdas 1,2 --pick \
       --out "$OUT/C-negate" || echo "C: no λ kept every limit"
+  cat "$OUT/harmful_train.jsonl" "$OUT/harmbench_train.jsonl" > "$OUT/mixed_train.jsonl"
+  for recipe in D F G; do
+    case $recipe in
+      D) extra=(--forget "$OUT/harmbench_train.jsonl" --set sku_negated_retain_weight=1.0); lambdas=1,1.5,2 ;;
+      F) extra=(--forget "$OUT/mixed_train.jsonl"); lambdas=1 ;;
+      G) extra=(--forget "$OUT/harmbench_train.jsonl" --set sku_pd_weight=-5); lambdas=1 ;;
+    esac
+    [ -d "$OUT/$recipe" ] || /usr/bin/time -f "$recipe stage 1: %e s" $PY -m unlearnkit.cli unlearn --method sku "${common[@]}" \
+        "${extra[@]}" --set max_length=128 --lambda 1 --out "$OUT/$recipe"
+    [ -d "$OUT/$recipe-negate" ] || $PY -m unlearnkit.cli negate --harmful "$OUT/$recipe/harmful" --suite standard \
+        --lambdas "$lambdas" --pick --out "$OUT/$recipe-negate" || echo "$recipe: no λ kept every limit"
+  done
 fi
