@@ -90,7 +90,8 @@ def reading_vs_humans(root: Path, read_labels: Path) -> dict | None:
         return None
     humans = [json.loads(line) for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines()]
     read = [json.loads(line) for line in read_labels.read_text().splitlines()]
-    assert [r["behavior_id"] for r in read] == [h["behavior_id"] for h in humans], "labels out of step with the data"
+    if [r["behavior_id"] for r in read] != [h["behavior_id"] for h in humans]:
+        raise SystemExit(f"{read_labels}: rows out of step with harmbench_human_dev/labelled.jsonl; read the new rows again")
     return agreement_stats([r["harmful_content"] for r in read], [int(h["harmful"]) for h in humans])
 
 
