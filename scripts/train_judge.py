@@ -58,6 +58,7 @@ def harmbench(root: Path) -> list[dict]:
     for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines():
         r = json.loads(line)
         rows.append({"prompt": r["prompt"], "response": r["response"], "group": r["behavior"], "source": "harmbench",
+                     "behavior_id": r["behavior_id"],
                      "category": r["functional_category"], "harmful_content": int(r["harmful"]),
                      "complied": 1 if r["harmful"] else None})
     return rows
@@ -83,16 +84,15 @@ def jailbreakbench(root: Path, read_labels: Path) -> list[dict]:
     return rows
 
 
-def reading_vs_humans(root: Path, read_labels: Path) -> dict | None:
+def reading_vs_humans(humans: list[dict], read_labels: Path) -> dict | None:
     """How our blind reading of harmbench_human_dev agrees with HarmBench's human majority: a reader's
     ceiling for any judge trained on labels read by the same rule (not training data)."""
     if not read_labels.exists():
         return None
-    humans = [json.loads(line) for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines()]
     read = [json.loads(line) for line in read_labels.read_text().splitlines()]
     if [r["behavior_id"] for r in read] != [h["behavior_id"] for h in humans]:
         raise SystemExit(f"{read_labels}: rows out of step with harmbench_human_dev/labelled.jsonl; read the new rows again")
-    return agreement_stats([r["harmful_content"] for r in read], [int(h["harmful"]) for h in humans])
+    return agreement_stats([r["harmful_content"] for r in read], [h["harmful_content"] for h in humans])
 
 
 def hand_labelled(path: Path) -> list[dict]:
@@ -235,7 +235,7 @@ def main():
     near = near_groups(rows)
     report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")}
               | {"jbb_read_by_us": sum(bool(r.get("read")) for r in rows)},
-              "our_reading_vs_harmbench_humans": reading_vs_humans(root, HARMBENCH_READ),
+              "our_reading_vs_harmbench_humans": reading_vs_humans([r for r in rows if r["source"] == "harmbench"], HARMBENCH_READ),
               "near_paraphrase_cosine": NEAR,
               "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}
     heads = {}
