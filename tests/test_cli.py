@@ -170,6 +170,34 @@ def test_compare_two_methods_table_and_resume(tmp_path, tiny_model_dir, data_fil
     assert "generation" in capsys.readouterr().err
 
 
+
+def test_compare_adds_probes_to_a_finished_method_without_retraining(tmp_path, tiny_model_dir, data_files, capsys):
+    forget, retain = data_files
+    harmful, normal = small_eval_files(tmp_path)
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "ga", "--model", tiny_model_dir, "--forget", forget, "--retain", retain, "--out", out,
+            "--max-steps", 1, "--batch-size", 2, "--eval-harmful", harmful, "--eval-normal", normal, "--max-new-tokens", 4]
+    assert run_cli(*args, "--probes", "quantize8") == 0
+    weights = out / "ga" / "model" / "model.safetensors"
+    trained_at, first = weights.stat().st_mtime_ns, json.loads((out / "ga" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert run_cli(*args, "--probes", "quantize8,quantize4") == 0
+    printed = capsys.readouterr().out
+    assert "ga: training" not in printed and "probing its saved model with quantize4" in printed
+    assert weights.stat().st_mtime_ns == trained_at
+    metrics = json.loads((out / "ga" / "metrics.json").read_text())
+    assert metrics["probes"]["quantize8"] == first["probes"]["quantize8"]  # kept, not run again
+    assert "recovered_share" in metrics["probes"]["quantize4"] or "skipped" in metrics["probes"]["quantize4"]
+    assert metrics["compliance_rate"] == first["compliance_rate"] and metrics["base"] == first["base"]
+    assert metrics["meta"]["settings"]["probes"] == ["quantize8", "quantize4"]
+    sets = [json.loads(line)["set"] for line in (out / "ga" / "samples.jsonl").read_text().splitlines()]
+    assert "probe:quantize8" in sets and "probe:quantize4" in sets
+    assert "quantize4" in (out / "robustness.md").read_text()
+    # asking for fewer probes later reuses the folder as it is; other setting changes are still refused
+    assert run_cli(*args, "--probes", "quantize8") == 0
+    assert "probing" not in capsys.readouterr().out and "quantize4" in (out / "ga" / "metrics.json").read_text()
+    assert run_cli(*args[:-2], "--max-new-tokens", 6, "--probes", "quantize4") == 2
+
 def test_negate_pick_takes_the_lowest_rate_that_keeps_every_limit():
     from unlearnkit.compare import pick_lambda
 

@@ -114,11 +114,14 @@ def run_compare(ns) -> int:
         if (folder / "metrics.json").exists() and not ns.overwrite:  # finished on an earlier run
             saved = json.loads((folder / "metrics.json").read_text())
             differ = _settings_differ(saved.get("meta", {}).get("settings", {}), wanted)
-            if differ:
+            if differ == ["probes"] and (folder / "model").exists():
+                saved = _add_probes(folder, name, wanted, sets.harmful, forget, judge, settings, ns.threshold)
+            elif differ:
                 raise UnlearnkitError(f"{folder} was made with other settings ({', '.join(differ)}): pass --overwrite to "
                                       "redo it, or choose another --out")
+            else:
+                print(f"{name}: already done with the same settings, reusing {folder}/metrics.json", flush=True)
             results[name], base_metrics = {k: v for k, v in saved.items() if k not in ("base", "meta")}, saved.get("base")
-            print(f"{name}: already done with the same settings, reusing {folder}/metrics.json", flush=True)
             continue
         print(f"{name}: training ...", flush=True)
         with output_dir(folder, overwrite=ns.overwrite, resume=partial_path(folder).exists(), command="compare") as work:
@@ -155,6 +158,26 @@ def run_compare(ns) -> int:
         print("\n" + robust + f"\nrobustness: {out}/robustness.md, {out}/robustness.png")
     print(f"\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png")
     return 0
+
+
+def _add_probes(folder: Path, name: str, wanted: dict, harmful, forget, judge, settings, threshold) -> dict:
+    """A finished method that differs only in its probes: probe its saved model for the ones it lacks
+    and keep everything else, instead of training and evaluating it again. Earlier probes stay; one that
+    was skipped (a library missing) is tried again."""
+    from unlearnkit.evaluation.report import read_evaluation, write_evaluation
+    from unlearnkit.models import load_model
+    from unlearnkit.robustness import probe_evaluated
+
+    result, meta = read_evaluation(folder, model_name=name)
+    done = result["metrics"].get("probes", {})
+    missing = [p for p in wanted["probes"] if "skipped" in done.get(p, {"skipped": "never run"})]
+    if missing:
+        print(f"{name}: already trained and evaluated; probing its saved model with {', '.join(missing)}", flush=True)
+        model, tokenizer = load_model(folder / "model")
+        probe_evaluated(missing, model, tokenizer, result, harmful, judge, settings, threshold, forget)
+        result["metrics"]["probes"] = {**done, **result["metrics"]["probes"]}
+    meta["settings"] = {**wanted, "probes": list(result["metrics"].get("probes", {}))}
+    return write_evaluation(folder, result, model_name=name, meta=meta, threshold=threshold)
 
 
 def _task_vector_source(base, harmful_dir: Path):

@@ -163,6 +163,24 @@ def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float, v
     plt.close(fig)
 
 
+def read_evaluation(out: Path, model_name: str = "model", base_name: str = "base") -> tuple[dict, dict]:
+    """The (result, meta) that `write_evaluation` wrote into `out`, read back so that work can be added
+    to a finished evaluation (more probes) without evaluating it again."""
+    out = Path(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    meta, base_metrics = metrics.pop("meta", {}), metrics.pop("base", None)
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
+    categories = json.loads((out / "by_category.json").read_text())
+
+    def samples(name):
+        return [{k: v for k, v in r.items() if k != "model"} for r in rows if r.get("model") == name]
+
+    result = {"metrics": metrics, "samples": samples(model_name), "by_category": categories.get(model_name, {})}
+    if base_metrics is not None:
+        result["base"] = {"metrics": base_metrics, "samples": samples(base_name), "by_category": categories.get(base_name, {})}
+    return result, meta
+
+
 def write_evaluation(out: Path, result: dict, model_name: str = "model", base_name: str = "base",
                      meta: dict | None = None, threshold: float = 0.5) -> dict:
     """Write every evaluation file into `out` (an existing folder); returns the metrics.json object."""
