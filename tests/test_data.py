@@ -38,6 +38,19 @@ def test_formats(tmp_path):
         assert load_pairs(path) == EXPECTED, path
 
 
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
+    # json.dumps(ensure_ascii=False), as our own outputs are written, leaves U+2028 and U+0085 raw
+    rows = [{"prompt": "q1?", "response": "first\u2028second\x85third"}, {"prompt": "q2?", "response": "a2"}]
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    assert load_pairs(path) == rows
+    from unlearnkit.runs import collected_file
+
+    scored = tmp_path / "collected.jsonl"  # `collect --overwrite` must still know its own file
+    scored.write_text("".join(json.dumps({**r, "judge_score": 0.5}, ensure_ascii=False) + "\n" for r in rows))
+    assert collected_file(scored) and not collected_file(path)
+
+
 def test_hf_dataset_folder(tmp_path):
     import datasets
 

@@ -55,7 +55,7 @@ def _read_records(source, split) -> list[dict]:
     except UnicodeDecodeError as exc:
         raise UnlearnkitError(f"{source}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     if kind == ".jsonl":
-        return _read_jsonl(text, source)
+        return read_jsonl(text, source)
     if kind == ".json":
         return _read_json(text, source)
     if kind in (".csv", ".tsv"):
@@ -91,9 +91,12 @@ def _read_parquet(path: Path) -> list[dict]:
         raise UnlearnkitError(f"{path}: cannot read as Parquet ({str(exc)[:160]}): check the file") from None
 
 
-def _read_jsonl(text: str, source) -> list[dict]:
+def read_jsonl(text: str, source) -> list[dict]:
+    """One JSON object per line. Lines end at "\n" only: str.splitlines() would also cut at U+2028,
+    U+0085 and the like, which json.dumps(ensure_ascii=False) leaves unescaped inside strings (a model's
+    answer can hold one), so a file we wrote would not read back."""
     records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -166,10 +166,12 @@ def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float, v
 def read_evaluation(out: Path, model_name: str = "model", base_name: str = "base") -> tuple[dict, dict]:
     """The (result, meta) that `write_evaluation` wrote into `out`, read back so that work can be added
     to a finished evaluation (more probes) without evaluating it again."""
+    from unlearnkit.data.load import read_jsonl
+
     out = Path(out)
     metrics = json.loads((out / "metrics.json").read_text())
     meta, base_metrics = metrics.pop("meta", {}), metrics.pop("base", None)
-    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl((out / "samples.jsonl").read_text(), out / "samples.jsonl")
     categories = json.loads((out / "by_category.json").read_text())
 
     def samples(name):

@@ -120,10 +120,11 @@ def forget_retain(run: dict) -> tuple[list[dict], list[dict] | None]:
 
 def collected_file(path: Path) -> bool:
     """Is this a file `collect` wrote (JSON lines with prompt, response and judge_score)?"""
+    from unlearnkit.data.load import read_jsonl
+
     try:
-        lines = path.read_text().splitlines()
-        return all({"prompt", "response", "judge_score"} <= set(json.loads(line)) for line in lines if line.strip())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
+        return all({"prompt", "response", "judge_score"} <= set(r) for r in read_jsonl(path.read_text(), path))
+    except (OSError, UnicodeDecodeError, UnlearnkitError):
         return False
 
 
