@@ -40,6 +40,8 @@ def test_recovered_share_on_hand_made_flags():
     assert recovered_share(base, unlearned, base)["value"] == pytest.approx(1)  # all of it did
     assert recovered_share([1] * 8, unlearned, base)["value"] == pytest.approx(1.5)  # more than the base: not clipped
     assert math.isnan(recovered_share(base, base, base)["value"])  # unlearning changed nothing: undefined
+    raised = recovered_share([1] * 8, base, unlearned)  # "unlearning" raised the rate 0.25 → 0.75: nothing to recover
+    assert math.isnan(raised["value"]) and all(math.isnan(x) for x in raised["ci95"])
     with pytest.raises(ValueError):
         recovered_share([1], [1, 0], [1, 0])
 

@@ -68,14 +68,15 @@ def _rate(judge) -> str:
 def recovered_share(probed, unlearned, base, n_boot: int = 1000, seed: int = 0) -> dict:
     """(probed − unlearned) ÷ (base − unlearned) of the mean per-prompt flags, with a bootstrap that
     resamples prompts jointly (each prompt keeps its three flags). Undefined (NaN) where unlearning
-    changed nothing: the base and the unlearned rate are equal."""
+    did not lower the rate (the unlearned rate is the base's or above): there is no forgetting to
+    recover, and a negative denominator would turn a rise under the probe into a negative "share"."""
     p, u, b = (np.asarray(v, dtype=float) for v in (probed, unlearned, base))
     if not (len(p) == len(u) == len(b)) or not len(p):
         raise ValueError("recovered_share needs one probed, unlearned and base flag per prompt")
 
     def share(idx):
         gap = b[idx].mean() - u[idx].mean()
-        return float("nan") if gap == 0 else float((p[idx].mean() - u[idx].mean()) / gap)
+        return float("nan") if gap <= 0 else float((p[idx].mean() - u[idx].mean()) / gap)
 
     rng = np.random.default_rng(seed)
     boots = np.array([share(rng.integers(0, len(p), len(p))) for _ in range(n_boot)])
