@@ -170,8 +170,9 @@ def test_compare_two_methods_table_and_resume(tmp_path, tiny_model_dir, data_fil
     assert "generation" in capsys.readouterr().err
 
 
-
 def test_compare_adds_probes_to_a_finished_method_without_retraining(tmp_path, tiny_model_dir, data_files, capsys):
+    from unlearnkit.data.load import read_jsonl
+
     forget, retain = data_files
     harmful, normal = small_eval_files(tmp_path)
     out = tmp_path / "cmp"
@@ -190,13 +191,15 @@ def test_compare_adds_probes_to_a_finished_method_without_retraining(tmp_path, t
     assert "recovered_share" in metrics["probes"]["quantize4"] or "skipped" in metrics["probes"]["quantize4"]
     assert metrics["compliance_rate"] == first["compliance_rate"] and metrics["base"] == first["base"]
     assert metrics["meta"]["settings"]["probes"] == ["quantize8", "quantize4"]
-    sets = [json.loads(line)["set"] for line in (out / "ga" / "samples.jsonl").read_text().splitlines()]
+    samples = out / "ga" / "samples.jsonl"  # a random model's answers may hold U+2028: read as the package does
+    sets = [row["set"] for row in read_jsonl(samples.read_text(), samples)]
     assert "probe:quantize8" in sets and "probe:quantize4" in sets
     assert "quantize4" in (out / "robustness.md").read_text()
     # asking for fewer probes later reuses the folder as it is; other setting changes are still refused
     assert run_cli(*args, "--probes", "quantize8") == 0
     assert "probing" not in capsys.readouterr().out and "quantize4" in (out / "ga" / "metrics.json").read_text()
     assert run_cli(*args[:-2], "--max-new-tokens", 6, "--probes", "quantize4") == 2
+
 
 def test_negate_pick_takes_the_lowest_rate_that_keeps_every_limit():
     from unlearnkit.compare import pick_lambda
