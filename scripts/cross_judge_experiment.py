@@ -150,9 +150,7 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    root, rng = Path(args.data), random.Random(0)
-    rows = tj.harmbench(root) + tj.jailbreakbench(root, tj.JBB_READ) + tj.hand_labelled(Path(args.hand))
-    rows += tj.contrast(rows, root, rng)
+    rows = tj.training_rows(Path(args.data), Path(args.hand))
     rows = rows[:: args.every]
     near = tj.near_groups(rows)
     tokenizer, model = load_minilm()

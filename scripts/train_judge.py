@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from unlearnkit.data.load import read_jsonl
 from unlearnkit.evaluation.embeddings import embed
 from unlearnkit.evaluation.judge import VERDICTS, WEIGHTS, judge_features
 from unlearnkit.evaluation.metrics import agreement_stats
@@ -54,9 +55,8 @@ def fold_of(group: str) -> int:
 
 
 def harmbench(root: Path) -> list[dict]:
-    rows = []
-    for line in (root / "harmbench_human_dev" / "labelled.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    rows, path = [], root / "harmbench_human_dev" / "labelled.jsonl"
+    for r in read_jsonl(path.read_text(), path):
         rows.append({"prompt": r["prompt"], "response": r["response"], "group": r["behavior"], "source": "harmbench",
                      "behavior_id": r["behavior_id"],
                      "category": r["functional_category"], "harmful_content": int(r["harmful"]),
@@ -67,8 +67,7 @@ def harmbench(root: Path) -> list[dict]:
 def jailbreakbench(root: Path, read_labels: Path) -> list[dict]:
     ours = {}
     if read_labels.exists():
-        for line in read_labels.read_text().splitlines():
-            r = json.loads(line)
+        for r in read_jsonl(read_labels.read_text(), read_labels):
             ours[r["file"], r["index"]] = r
     artifacts = root / "jbb" / "attack-artifacts"
     rows = []
@@ -89,7 +88,7 @@ def reading_vs_humans(humans: list[dict], read_labels: Path) -> dict | None:
     ceiling for any judge trained on labels read by the same rule (not training data)."""
     if not read_labels.exists():
         return None
-    read = [json.loads(line) for line in read_labels.read_text().splitlines()]
+    read = read_jsonl(read_labels.read_text(), read_labels)
     if [r["behavior_id"] for r in read] != [h["behavior_id"] for h in humans]:
         raise SystemExit(f"{read_labels}: rows out of step with harmbench_human_dev/labelled.jsonl; read the new rows again")
     return agreement_stats([r["harmful_content"] for r in read], [h["harmful_content"] for h in humans])
@@ -99,8 +98,7 @@ def hand_labelled(path: Path) -> list[dict]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for r in read_jsonl(path.read_text(), path):
         rows.append({"prompt": r["prompt"], "response": r["response"], "group": r["prompt"], "source": "ours",
                      "category": r.get("decoding", ""), "harmful_content": int(r["harmful_content"]),
                      "complied": int(r["complied"])})
@@ -119,6 +117,13 @@ def contrast(rows: list[dict], root: Path, rng: random.Random) -> list[dict]:
             out.append({"prompt": prompt, "response": response, "group": group, "source": "contrast", "category": "",
                         "harmful_content": 0, "complied": 0})
     return out
+
+
+def training_rows(root: Path = SHARED, hand: Path = HAND, jbb_read: Path = JBB_READ, seed: int = 0) -> list[dict]:
+    """Every labelled row the judge learns from, in a fixed order (experiments on other features or
+    models call this too, so that their rows and folds are exactly these)."""
+    rows = harmbench(root) + jailbreakbench(root, jbb_read) + hand_labelled(hand)
+    return rows + contrast(rows, root, random.Random(seed))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float):
@@ -219,9 +224,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features-cache", help="reuse features saved here (for experiments on the head)")
     args = parser.parse_args()
-    root, rng = Path(args.data), random.Random(args.seed)
-    rows = harmbench(root) + jailbreakbench(root, Path(args.jbb_read)) + hand_labelled(Path(args.hand))
-    rows += contrast(rows, root, rng)
+    rows = training_rows(Path(args.data), Path(args.hand), Path(args.jbb_read), args.seed)
     start = time.time()
     cache = Path(args.features_cache) if args.features_cache else None
     if cache and cache.exists():  # experiments only: the shipped weights are always made from fresh features

@@ -19,7 +19,6 @@ differ only in features:
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -43,10 +42,7 @@ def windows(text: str, tokenizer) -> list[str]:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    root = train_judge.SHARED
-    rows = train_judge.harmbench(root) + train_judge.jailbreakbench(root, train_judge.JBB_READ)
-    rows += train_judge.hand_labelled(train_judge.HAND)
-    rows += train_judge.contrast(rows, root, random.Random(0))  # the same seed, so the same rows as train_judge.py
+    rows = train_judge.training_rows()
     tokenizer = load_encoder().tokenizer
     pieces = [windows(r["response"], tokenizer) for r in rows]
     owner = np.repeat(np.arange(len(rows)), [len(p) for p in pieces])
