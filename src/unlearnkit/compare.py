@@ -115,7 +115,7 @@ def run_compare(ns) -> int:
             saved = json.loads((folder / "metrics.json").read_text())
             differ = _settings_differ(saved.get("meta", {}).get("settings", {}), wanted)
             if differ == ["probes"] and (folder / "model").exists():
-                saved = _add_probes(folder, name, wanted, sets.harmful, forget, judge, settings, ns.threshold)
+                saved = _add_probes(folder, name, saved, wanted, sets.harmful, forget, judge, settings, ns.threshold)
             elif differ:
                 raise UnlearnkitError(f"{folder} was made with other settings ({', '.join(differ)}): pass --overwrite to "
                                       "redo it, or choose another --out")
@@ -160,7 +160,7 @@ def run_compare(ns) -> int:
     return 0
 
 
-def _add_probes(folder: Path, name: str, wanted: dict, harmful, forget, judge, settings, threshold) -> dict:
+def _add_probes(folder: Path, name: str, saved: dict, wanted: dict, harmful, forget, judge, settings, threshold) -> dict:
     """A finished method that differs only in its probes: probe its saved model for the ones it lacks
     and keep everything else, instead of training and evaluating it again. Earlier probes stay; one that
     was skipped (a library missing) is tried again."""
@@ -168,15 +168,17 @@ def _add_probes(folder: Path, name: str, wanted: dict, harmful, forget, judge, s
     from unlearnkit.models import load_model
     from unlearnkit.robustness import probe_evaluated
 
-    result, meta = read_evaluation(folder, model_name=name)
-    done = result["metrics"].get("probes", {})
+    done = saved.get("probes", {})
     missing = [p for p in wanted["probes"] if "skipped" in done.get(p, {"skipped": "never run"})]
-    if missing:
-        print(f"{name}: already trained and evaluated; probing its saved model with {', '.join(missing)}", flush=True)
-        model, tokenizer = load_model(folder / "model")
-        probe_evaluated(missing, model, tokenizer, result, harmful, judge, settings, threshold, forget)
-        result["metrics"]["probes"] = {**done, **result["metrics"]["probes"]}
-    meta["settings"] = {**wanted, "probes": list(result["metrics"].get("probes", {}))}
+    if not missing:  # it already has every probe asked for (and perhaps more): nothing to do
+        print(f"{name}: already done with these probes, reusing {folder}/metrics.json", flush=True)
+        return saved
+    result, meta = read_evaluation(folder, model_name=name)
+    print(f"{name}: already trained and evaluated; probing its saved model with {', '.join(missing)}", flush=True)
+    model, tokenizer = load_model(folder / "model")
+    probe_evaluated(missing, model, tokenizer, result, harmful, judge, settings, threshold, forget)
+    result["metrics"]["probes"] = {**done, **result["metrics"]["probes"]}
+    meta["settings"] = {**wanted, "probes": list(result["metrics"]["probes"])}
     return write_evaluation(folder, result, model_name=name, meta=meta, threshold=threshold)
 
 
