@@ -117,23 +117,85 @@ def test_an_error_on_one_rank_ends_every_rank_within_a_minute(tmp_path, tiny_mod
     assert not survivors, survivors  # no rank outlives the launcher
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, accelerate really shards: this checks the CPU fallback")
-def test_fsdp_config_on_cpu_says_it_runs_unsharded_and_matches_one_process(tmp_path, tiny_model_dir, two_pairs):
-    # accelerate enables FSDP only on accelerator devices: on CPU ranks the shipped FSDP config runs
-    # as data parallelism. The same command must still train the same weights, and say so.
-    assert main(unlearn_args(tiny_model_dir, two_pairs, tmp_path / "one", "npo", 2, full=True)) == 0
+def fsdp_launch(target: list[str], args, env_extra=None):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "fsdp.yaml")
     cmd = [accelerate, "launch", "--config_file", config, "--num_processes", "2", "--mixed_precision", "no",
-           "--fsdp_cpu_ram_efficient_loading", "false", "-m", "unlearnkit.cli",
-           *unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", "npo", 1, full=True)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+           *target, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+# The three cases: a LoRA method, a full fine-tune with a frozen reference model (sharded
+# too), and SKU under full fine-tuning, whose negation reads the gathered θ_h and streams θ₀.
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine accelerate shards by itself; this is the CPU path")
+@pytest.mark.parametrize("method,full", [("ga", False), ("npo", True), ("sku", True)])
+def test_fsdp_on_two_cpu_ranks_shards_and_matches_one_process(tmp_path, tiny_model_dir, two_pairs, method, full):
+    assert main(unlearn_args(tiny_model_dir, two_pairs, tmp_path / "one", method, 2, full)) == 0
+    done = fsdp_launch(["-m", "unlearnkit.cli"], unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", method, 1, full))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stderr.count("FSDP was requested but there is no GPU") == 1  # once, from rank 0
     train = json.loads((tmp_path / "two" / "metrics.json").read_text())["train"]
-    assert train["processes"] == 2 and train["distributed"] == "MULTI_CPU"
-    assert_same(trained(tmp_path / "one"), trained(tmp_path / "two"))
+    assert train["processes"] == 2 and train["distributed"] == "FSDP"
+    assert train["weights_held_per_process"] < 0.6  # each rank really held about half the weights
+    single, double = trained(tmp_path / "one"), trained(tmp_path / "two")
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert any(not torch.equal(single[k], base[k]) for k in single)
+    assert_same(single, double)
+    if method == "sku":  # θ_h kept for `negate` is the gathered one, too
+        assert_same(load_file(str(tmp_path / "one" / "harmful" / "model.safetensors")),
+                    load_file(str(tmp_path / "two" / "harmful" / "model.safetensors")))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine accelerate shards by itself; this is the CPU path")
+def test_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path, tiny_model_dir, two_pairs):
+    # AdamW, not SGD: torch cannot reload an empty optimizer state (plain SGD keeps none) under FSDP2
+    script = tmp_path / "fail_at_step_2.py"
+    script.write_text(
+        "import os, sys\n"
+        "import transformers\n"
+        "from unlearnkit.cli import main\n"
+        "step = transformers.Trainer.training_step\n"
+        "def failing(self, *args, **kwargs):\n"
+        "    if self.state.global_step == 2 and os.environ.get('FAIL_AT_2'):\n"
+        "        raise RuntimeError('injected failure')\n"
+        "    return step(self, *args, **kwargs)\n"
+        "transformers.Trainer.training_step = failing\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    forget, retain = two_pairs
+
+    def args(out):
+        return ["unlearn", "--method", "npo", "--full", "--model", str(tiny_model_dir), "--forget", str(forget),
+                "--retain", str(retain), "--out", str(out), "--max-steps", "3", "--batch-size", "1", "--lr", "0.001",
+                "--set", "mismatch_k=1", "--set", "save_steps=1"]
+
+    assert fsdp_launch([str(script)], args(tmp_path / "whole")).returncode == 0
+    assert fsdp_launch([str(script)], args(tmp_path / "cut"), {"FAIL_AT_2": "1"}).returncode != 0
+    assert (tmp_path / "cut.partial" / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists()
+    done = fsdp_launch([str(script)], args(tmp_path / "cut") + ["--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same(trained(tmp_path / "whole"), trained(tmp_path / "cut"), atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine accelerate shards by itself; this is the CPU path")
+def test_negation_aware_full_fine_tuning_under_fsdp_stops_with_the_fix(tmp_path, tiny_model_dir, two_pairs):
+    done = fsdp_launch(["-m", "unlearnkit.cli"], unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", "sku", 1, True,
+                                                              extra=("--set", "sku_negated_retain_weight=1")))
+    assert done.returncode != 0 and "drop --full to train τ as a LoRA adapter" in done.stderr
+
+
+def test_fsdp_on_cpu_needs_fsdp2_and_says_so(monkeypatch):
+    from unlearnkit.distributed import cpu_fsdp_plugin
+    from unlearnkit.errors import UnlearnkitError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert cpu_fsdp_plugin().fsdp_version == 2
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(UnlearnkitError, match="fsdp_version: 2"):
+        cpu_fsdp_plugin()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to shard, plain training
+    assert cpu_fsdp_plugin() is None
 
 
 @pytest.mark.parametrize("name,stage", [("deepspeed_zero2", 2), ("deepspeed_zero3", 3)])

@@ -30,14 +30,22 @@ def wait_for_everyone() -> None:
         PartialState(cpu=not has_accelerator()).wait_for_everyone()
 
 
-def unsharded_reason() -> str | None:
-    """Why an FSDP launch will not shard here. accelerate selects FSDP only for accelerator devices
-    (AcceleratorState.__init__ in accelerate/state.py checks FSDP inside its MULTI_GPU/XPU/NPU/...
-    branch): on CPU ranks the same command runs as plain data parallelism over gloo."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not has_accelerator():
-        return ("FSDP was requested but there is no GPU: accelerate shards only on accelerators, so this run is "
-                "plain data parallelism over gloo (same weights, no memory saving)")
-    return None
+def cpu_fsdp_plugin():
+    """accelerate selects FSDP only for accelerator devices (AcceleratorState.__init__ in
+    accelerate/state.py checks FSDP inside its MULTI_GPU/XPU/NPU/... branch), yet torch's FSDP2
+    (`fully_shard`) shards on CPU ranks over gloo. Where FSDP was asked for on CPU ranks, this builds
+    the plugin from the launcher's settings so the Trainer can switch the run to FSDP itself."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or has_accelerator() or world_size() < 2:
+        return None
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from unlearnkit.errors import UnlearnkitError
+
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        raise UnlearnkitError("FSDP on CPU ranks needs FSDP2: set fsdp_version: 2 in the accelerate config "
+                              "(or pass --fsdp_version 2 to accelerate launch)")
+    return plugin
 
 
 def cpu_name() -> str:

@@ -17,7 +17,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from unlearnkit.data.format import IGNORE
-from unlearnkit.distributed import has_accelerator
+from unlearnkit.distributed import cpu_fsdp_plugin, has_accelerator
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -117,12 +117,25 @@ class UnlearnTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._ref_copy = None
+        self._ref_is_sharded = False
         self._keeps_logits = None
         self._packs = None
         self._terms: dict[str, list[float]] = {}
         if self.needs_reference and not self._is_peft(self.model):
             # Full fine-tuning: θ₀ must be kept aside. Copied once, before any step changes θ.
             self._ref_copy = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        plugin = cpu_fsdp_plugin()
+        if plugin is not None:
+            from accelerate import PartialState
+            from accelerate.utils import DistributedType
+
+            # Both states: every new AcceleratorState() copies PartialState's fields over its own
+            PartialState().distributed_type = self.accelerator.state.distributed_type = DistributedType.FSDP
+            self.accelerator.state.fsdp_plugin = plugin
+            self.is_fsdp_enabled = True
 
     @staticmethod
     def _is_peft(model) -> bool:
@@ -211,6 +224,12 @@ class UnlearnTrainer(Trainer):
     def reference_forward(self, model, inputs: dict, names, output_hidden_states: bool = False) -> dict:
         """forward_groups under θ₀."""
         if self._ref_copy is not None:
+            if self.is_fsdp_enabled and not self._ref_is_sharded:
+                from accelerate.utils import fsdp2_prepare_model
+
+                # Sharded like the trained model, and only now that the Trainer has sharded that one:
+                # no rank keeps a whole second copy of the weights
+                self._ref_copy, self._ref_is_sharded = fsdp2_prepare_model(self.accelerator, self._ref_copy), True
             return self.forward_groups(self._ref_copy, inputs, names, output_hidden_states)
         peft_model = self.accelerator.unwrap_model(model)
         with peft_model.disable_adapter():
@@ -233,6 +252,10 @@ class UnlearnTrainer(Trainer):
                 for m, scaling in zip(layers, saved):
                     m.scaling.clear()
                     m.scaling.update(scaling)
+        if self.is_fsdp_enabled:
+            raise UnlearnkitError("the negation-aware terms under full fine-tuning cannot run under FSDP (θ₀ − λ·τ is "
+                                  "built from whole weights): drop --full to train τ as a LoRA adapter, or launch "
+                                  "without the FSDP config")
         inner = self.accelerator.unwrap_model(model)
         theta0 = dict(self._ref_copy.named_parameters())
         params = {n: (1 + scale) * theta0[n] - scale * p for n, p in inner.named_parameters()}

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback, set_seed
 
 from unlearnkit.data.format import GroupCollator, UnlearnDataset
@@ -121,9 +122,45 @@ def build_trainer(model, tokenizer, forget: list[dict], retain: list[dict] | Non
     return trainer
 
 
-def finish(trainer, base_dir: str | os.PathLike | None = None):
-    """After training: negate if the method learned harm, drop LoRA wrappers, return a plain model."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
+def unsharded_copy(trainer):
+    """The trained model as one ordinary module, on rank 0 (None on other ranks).
+
+    Under FSDP every rank holds a shard of each weight, and reading a full weight is a collective:
+    a save or a negation on rank 0 alone would wait forever for the other ranks. So every rank
+    takes part in gathering the full state, and rank 0 builds a model of the same architecture (and
+    the same LoRA wrapping) around the gathered tensors."""
+    sharded = trainer.accelerator.unwrap_model(trainer.model)
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if not trainer.is_world_process_zero():
+        return None
+    from torch.distributed.fsdp import FSDPModule
+
+    is_peft = hasattr(sharded, "peft_config")
+    base = sharded.get_base_model() if is_peft else sharded
+    # fully_shard swapped the class for an FSDP subclass of it: build the original class, on the meta
+    # device, and let it take the gathered tensors as they are (no second copy, dtypes kept)
+    architecture = next(c for c in type(base).__mro__ if not issubclass(c, FSDPModule))
+    with torch.device("meta"):
+        plain = architecture(base.config)
+        if is_peft:
+            from peft import get_peft_model
+
+            plain = get_peft_model(plain, sharded.peft_config["default"])
+    plain.load_state_dict(state, assign=True)
+    for name, buffer in sharded.named_buffers():  # buffers outside the state (rotary frequencies): FSDP leaves them whole
+        parent, _, leaf = name.rpartition(".")
+        owner = plain.get_submodule(parent)
+        if owner._buffers[leaf].is_meta:
+            owner._buffers[leaf] = buffer.detach().clone()
+    if getattr(base.config, "tie_word_embeddings", False):
+        (plain.get_base_model() if is_peft else plain).tie_weights()
+    return plain
+
+
+def finish(trainer, base_dir: str | os.PathLike | None = None, model=None):
+    """After training: negate if the method learned harm, drop LoRA wrappers, return a plain model.
+    `model`: the trained model when it is not the trainer's own (the gathered copy under FSDP)."""
+    model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     is_peft = hasattr(model, "peft_config")
     if trainer.negate_after:
         if is_peft:
@@ -139,12 +176,15 @@ def unlearn(model, tokenizer, forget, retain, args: UnlearnArguments, base_dir=N
             callbacks=(), resume: bool | str = False, harmful_dir: str | os.PathLike | None = None):
     """Train, then finish. `resume`: True (latest checkpoint) or a checkpoint path. `harmful_dir`:
     where negation methods keep θ_h before negating (a LoRA adapter, or the full model), so the
-    task vector can be rescaled later without retraining."""
+    task vector can be rescaled later without retraining. Under FSDP the model comes back on rank 0
+    only (None elsewhere)."""
     trainer = build_trainer(model, tokenizer, forget, retain, args, positive, callbacks)
     trainer.train(resume_from_checkpoint=resume or None)
+    trained = unsharded_copy(trainer) if trainer.is_fsdp_enabled else trainer.accelerator.unwrap_model(trainer.model)
+    if trained is None:
+        return None, trainer
     if harmful_dir is not None and trainer.negate_after and trainer.is_world_process_zero():
-        trained = trainer.accelerator.unwrap_model(trainer.model)
         trained.save_pretrained(harmful_dir)
         if not args.lora:
             tokenizer.save_pretrained(harmful_dir)
-    return finish(trainer, base_dir), trainer
+    return finish(trainer, base_dir, trained), trainer

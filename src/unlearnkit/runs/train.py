@@ -4,11 +4,9 @@ and collecting a model's own flagged answers. Used alike by the CLI, demo and co
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-from unlearnkit.distributed import is_main_process, unsharded_reason
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs.settings import make_arguments
 
@@ -91,9 +89,6 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
         keep_log_until(work / "train_log.jsonl", int(checkpoint.rsplit("-", 1)[-1]))
     write_text_atomic(work / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     model, tokenizer = load_model(model_name)
-    unsharded = unsharded_reason()
-    if unsharded and is_main_process():
-        print(f"unlearnkit: note: {unsharded}", file=sys.stderr, flush=True)
     start = time.time()
     model, trainer = unlearn(model, tokenizer, forget, retain, args,
                              base_dir=None if args.lora else model_dir(model_name),
@@ -108,8 +103,20 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"method": args.method, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
                "processes": trainer.accelerator.num_processes,
-               "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "lora_targets": chosen, "final": history[-1] if history else {}}
+               "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1],
+               "weights_held_per_process": held_share(trainer.model), "lora_targets": chosen, "final": history[-1] if history else {}}
     return model, tokenizer, summary
+
+
+def held_share(model) -> float:
+    """The share of the model's weights one process holds: 1 unless FSDP sharded them."""
+    from torch.distributed.tensor import DTensor
+
+    held = total = 0
+    for p in model.parameters():
+        total += p.numel()
+        held += p.to_local().numel() if isinstance(p, DTensor) else p.numel()
+    return round(held / total, 4) if total else 1.0
 
 
 def forget_retain(run: dict) -> tuple[list[dict], list[dict] | None]:
