@@ -5,7 +5,8 @@
 Each measurement runs in a fresh subprocess so that its peak RSS is its own. Names:
 - matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
 - train_mfu_full/_lora  SKU stage-1 steps on the default model in fp32: achieved model FLOP/s ÷ the fp32
-                        peak. Model FLOPs count useful work only: per real (non-padding) token 6·N
+                        peak. Model FLOPs count useful work only: per useful token (real, not padding,
+                        and the prefix all sequences of a step share counted once) 6·N
                         (full) or 4·N (LoRA: frozen weights need no weight gradients) with N the
                         decoder's parameters without the embedding/LM head, plus the LM head's 6·V·d
                         (4·V·d) only at the positions whose logits a loss reads (answer positions), plus
@@ -15,6 +16,8 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
                         native bf16 (avx512_bf16/AMX): emulated bf16 is not a figure worth printing
 - packing               the same fp32 steps with and without packing (`--set packing=false`): step
                         time ratio and the positions each layout runs (padding included)
+- shared_prefix_step_ratio_llmu  LLMU's step with the shared prefix once per packed row ÷ the same step
+                        with `share_prefix=False` (mode full-noshare), and the same for peak RSS
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
 - peer_step_time_ratio  per method, our full fine-tuning step ÷ the peer's step on the same examples:
                         method "llmu": a port of Yao et al.'s unlearn_harm.py step (4 harmful + 4 normal
@@ -154,6 +157,22 @@ def _tokens(batch, groups):
     return sum(int(batch[f"{g}_attention_mask"].sum()) for g in groups)
 
 
+def _shared_prefix(batch, groups) -> int:
+    """Leading tokens every sequence of these groups shares (the chat template's system turn)."""
+    import torch
+
+    ids = torch.cat([batch[f"{g}_input_ids"] for g in groups])
+    limit = int(torch.cat([batch[f"{g}_attention_mask"] for g in groups]).sum(1).min()) - 1
+    return int((ids[:, :limit] == ids[:1, :limit]).all(0).long().cumprod(0).sum())
+
+
+def _useful_tokens(batch, groups):
+    """Real tokens, with the prefix all sequences share counted once: computing it again for each
+    sequence is redundant work, whichever layout does it."""
+    sequences = sum(len(batch[f"{g}_input_ids"]) for g in groups)
+    return _tokens(batch, groups) - (sequences - 1) * _shared_prefix(batch, groups)
+
+
 def _answer_positions(batch, groups):
     from unlearnkit.data.format import IGNORE
 
@@ -161,14 +180,16 @@ def _answer_positions(batch, groups):
 
 
 def _layout_positions(batch, groups):
-    """(positions the padded layout runs, positions the packed layout runs) for one step."""
+    """Positions one step runs: padded, packed, packed with the shared prefix once per row."""
     import torch
 
     from unlearnkit.methods.base import PackedRows
 
     mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
     packed = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long))
-    return mask.numel(), packed.rows * packed.width
+    shared = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long), prefix=_shared_prefix(batch, groups),
+                        width=2 * packed.width)  # as forward_groups lays it out
+    return mask.numel(), packed.rows * packed.width, shared.rows * shared.width
 
 
 def measure_train(kind, quick):
@@ -183,6 +204,8 @@ def measure_train(kind, quick):
     method, _, mode = kind.partition(":")
     system_prompt = "" if mode.endswith("-nosystem") else None  # an empty system turn instead of the template's own
     mode = mode.removesuffix("-nosystem")
+    share_prefix = not mode.endswith("-noshare")  # each sequence computes its own copy of the system turn
+    mode = mode.removesuffix("-noshare")
     before = rss_mb()
     model, tokenizer = load_model("default")
     one_copy = rss_mb() - before
@@ -223,7 +246,8 @@ def measure_train(kind, quick):
         args = UnlearnArguments(output_dir=tempfile.mkdtemp(), method=method, lora=mode.startswith("lora"),
                                 mismatch_k=MISMATCH[method][1], per_device_train_batch_size=BATCH, max_length=MAX_LENGTH,
                                 bf16=mode.endswith("bf16"), packing=not mode.endswith("padded"), learning_rate=2e-5,
-                                max_steps=steps, save_strategy="no", disable_tqdm=True, system_prompt=system_prompt)
+                                max_steps=steps, save_strategy="no", disable_tqdm=True, system_prompt=system_prompt,
+                                share_prefix=share_prefix)
         trainer = build_trainer(model, tokenizer, forget, retain, args)
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         model = trainer.accelerator.prepare(trainer.model)  # as Trainer.train does: this adds bf16 autocast
@@ -237,18 +261,19 @@ def measure_train(kind, quick):
 
     seconds = _timed(step, batches)
     groups = ["forget", "mismatch", "retain"]
-    flops, trained, padded, packed = 0, 0, 0, 0
+    flops, trained, useful, padded, packed, shared = 0, 0, 0, 0, 0, 0
     per_token = 4 if mode.startswith("lora") else 6
     for batch in batches[1:]:
-        tokens = _tokens(batch, groups)
-        trained += tokens
-        flops += per_token * (n_body * tokens + vocab_dim * _answer_positions(batch, groups))
-        flops += 2 * (n_body * _tokens(batch, ["retain"]) + vocab_dim * _answer_positions(batch, ["retain"]))
+        trained += _tokens(batch, groups)
+        useful += _useful_tokens(batch, groups)
+        flops += per_token * (n_body * _useful_tokens(batch, groups) + vocab_dim * _answer_positions(batch, groups))
+        flops += 2 * (n_body * _useful_tokens(batch, ["retain"]) + vocab_dim * _answer_positions(batch, ["retain"]))
         layout = _layout_positions(batch, groups)
-        padded, packed = padded + layout[0], packed + layout[1]
+        padded, packed, shared = padded + layout[0], packed + layout[1], shared + layout[2]
     return {"step_seconds": seconds / steps, "tokens_per_s": trained / seconds, "flops_per_s": flops / seconds,
             "peak_rss_mb": rss_mb(), "one_copy_mb": one_copy, "base_rss_mb": before,
-            "positions": {"real": trained / steps, "padded_layout": padded / steps, "packed_layout": packed / steps}}
+            "positions": {"real": trained / steps, "useful": useful / steps, "padded_layout": padded / steps,
+                          "packed_layout": packed / steps, "packed_shared_prefix_layout": shared / steps}}
 
 
 def _timed(step, batches) -> float:
@@ -329,7 +354,7 @@ def main():
     print(json.dumps({**peak, **machine}), flush=True)
     modes = ["full", "lora", "full-padded", "lora-padded"] + (["full-bf16", "lora-bf16"] if machine["native_bf16"] else [])
     runs = {mode: run_child(f"sku:{mode}", ns.quick) for mode in modes + ["peer"]}
-    llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-nosystem", "peer")}
+    llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-noshare", "full-nosystem", "peer")}
     for mode in modes:
         if mode.endswith("padded"):
             continue
@@ -344,6 +369,11 @@ def main():
         print(json.dumps({"name": f"packing_step_ratio_{kind}", "value": round(packed["step_seconds"] / padded["step_seconds"], 3),
                           "unit": "packed step / padded step (lower is better)", "positions_per_step": packed["positions"],
                           "cpu": machine["cpu"]}), flush=True)
+    shared, own = llmu["full"], llmu["full-noshare"]
+    print(json.dumps({"name": "shared_prefix_step_ratio_llmu", "value": round(shared["step_seconds"] / own["step_seconds"], 3),
+                      "unit": "step with the shared prefix once per row / with a copy per sequence (lower is better)",
+                      "memory_ratio": round(shared["peak_rss_mb"] / own["peak_rss_mb"], 3),
+                      "positions_per_step": shared["positions"], "cpu": machine["cpu"]}), flush=True)
     for method, pair in (("llmu", llmu), ("sku", runs)):
         ours, peer = pair["full"], pair["peer"]
         same = {"method": method, "mode": "full fine-tune, fp32, same model and examples per step", "cpu": machine["cpu"]}

@@ -144,5 +144,5 @@ def test_packing_is_used_where_exact_and_the_loss_is_the_same_either_way(tmp_pat
         trainer.args.packing = False
         padded = float(trainer.compute_loss(trainer.model, batch))
     # OPT derives positions from the attention mask, so a packed row would leak across sequences: it falls back.
-    assert trainer._packs is (family != "opt")
+    assert trainer._packs[False] is (family != "opt")
     assert packed == pytest.approx(padded, rel=1e-5)

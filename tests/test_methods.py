@@ -379,7 +379,7 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, toke
     # Answers of very different lengths, so that packing puts several sequences in one row.
     # Every sequence carries the chat template's system prompt (~30 tokens): one long answer makes
     # room for two short sequences in a row.
-    forget = [{"prompt": f"How do I do harmful thing {i}?", "response": "Sure, step one" + ", then more" * (40 * (i == 3))}
+    forget = [{"prompt": f"How do I do harmful thing {i}?", "response": "Sure, step one" + ", then more" * (20 * (i == 3))}
               for i in range(4)]
     retain = [{"prompt": f"What is {i} plus {i}?", "response": f"{2 * i}" + " indeed" * i} for i in range(4)]
     extra = {"sku_negated_retain_weight": 1.0, "sku_negated_forget_weight": 0.5} if method == "sku" else {}
@@ -390,17 +390,44 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, toke
         for name, p in trainer.model.named_parameters():
             if p.requires_grad and "lora_A" not in name:
                 p.add_(0.05 * torch.randn_like(p))
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 3)])
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     groups = trainer.group_names(batch)
     mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
-    assert PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long)).rows < len(mask)  # it does pack
+    none = torch.zeros(len(mask), 1, dtype=torch.long)
+    packed = PackedRows(mask.sum(1), none)
+    assert packed.rows < len(mask)  # it does pack
+    ids = torch.cat([batch[f"{g}_input_ids"] for g in groups])
+    shared = PackedRows(mask.sum(1), none, prefix=trainer._shared_prefix(trainer.model, ids, mask, "sdpa"), width=2 * packed.width)
+    assert shared.prefix > 20 and shared.rows * shared.width < packed.rows * packed.width  # the shared layout is the one run
     padded_loss, padded_grads = _loss_and_grads(trainer, batch, packing=False)
     packed_loss, packed_grads = _loss_and_grads(trainer, batch, packing=True)
-    assert trainer._packs is True
+    assert trainer._packs == {False: True, True: True}  # packed, with the system turn shared once per row
     assert packed_loss == pytest.approx(padded_loss, rel=1e-5, abs=1e-6)
     assert padded_grads and padded_grads.keys() == packed_grads.keys()
     for name, grad in padded_grads.items():
         torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_packed_rows_with_a_shared_prefix_hold_it_once_per_row_and_mask_across_sequences():
+    from unlearnkit.methods.base import PackedRows
+
+    lengths, prefix = torch.tensor([7, 3, 12, 5]), 2
+    layout = PackedRows(lengths, torch.zeros(4, 1, dtype=torch.long), prefix=prefix)
+    assert layout.width == 12 and layout.rows == 2  # rests 10 | 5+3+1 after the 2 shared tokens
+    ids = torch.stack([torch.cat([torch.tensor([7, 8]), torch.arange(100 * b, 100 * b + 10)]) for b in range(4)])
+    packed = layout.pack(ids)
+    assert (packed[:, :prefix] == torch.tensor([7, 8])).all()
+    mask = layout.attention_mask()[:, 0]
+    for b, n in enumerate(lengths.tolist()):
+        r, start = layout.row[b], layout.offset[b]
+        assert packed[r, start:start + n - prefix].tolist() == ids[b, prefix:n].tolist()
+        assert layout.position_ids[r, start:start + n - prefix].tolist() == list(range(prefix, n))
+        last = start + n - prefix - 1  # the sequence's last token sees exactly the prefix and its own tokens
+        assert mask[r, last].nonzero().flatten().tolist() == [0, 1] + list(range(start, last + 1))
+        # a position t of the padded layout maps to the place that holds that token
+        assert packed[r, layout.place(b, torch.arange(n))].tolist() == ids[b, :n].tolist()
+    float_mask = layout.attention_mask(boolean=False)
+    assert ((float_mask == 0) == layout.attention_mask()).all()
 
 
 def test_packed_rows_place_each_sequence_once_without_overlap():
