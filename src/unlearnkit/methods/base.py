@@ -206,12 +206,14 @@ class UnlearnTrainer(Trainer):
     def _shared_prefix(self, model, ids: torch.Tensor, mask: torch.Tensor, attention: str) -> int:
         """How many leading tokens every sequence of this step shares (at most all but one token of
         the shortest), when sharing them is on and exact for this model; else 0."""
-        if not getattr(self.args, "share_prefix", False) or attention not in ("sdpa", "eager"):
+        # The check comes first, whatever this step's data: under FSDP its forward is a collective
+        # that every rank must run, and another rank's step may share a prefix where this one's does not
+        if (not getattr(self.args, "share_prefix", False) or attention not in ("sdpa", "eager")
+                or not self._layout_is_exact(model, shared=True)):
             return 0
         limit = int(mask.sum(1).min()) - 1
         same = (ids[:, :limit] == ids[:1, :limit]).all(0)
-        prefix = int(same.long().cumprod(0).sum())
-        return prefix if prefix and self._layout_is_exact(model, shared=True) else 0
+        return int(same.long().cumprod(0).sum())
 
     @torch.no_grad()
     def _layout_is_exact(self, model, shared: bool) -> bool:
