@@ -147,11 +147,12 @@ def unsharded_copy(trainer):
 
             plain = get_peft_model(plain, sharded.peft_config["default"])
     plain.load_state_dict(state, assign=True)
+    device = next(iter(state.values())).device  # the gathered state is offloaded to the CPU
     for name, buffer in sharded.named_buffers():  # buffers outside the state (rotary frequencies): FSDP leaves them whole
         parent, _, leaf = name.rpartition(".")
         owner = plain.get_submodule(parent)
         if owner._buffers[leaf].is_meta:
-            owner._buffers[leaf] = buffer.detach().clone()
+            owner._buffers[leaf] = buffer.detach().to(device, copy=True)
     if getattr(base.config, "tie_word_embeddings", False):
         (plain.get_base_model() if is_peft else plain).tie_weights()
     return plain
