@@ -161,9 +161,10 @@ def _shared_prefix(batch, groups) -> int:
     """Leading tokens every sequence of these groups shares (the chat template's system turn)."""
     import torch
 
-    ids = torch.cat([batch[f"{g}_input_ids"] for g in groups])
-    limit = int(torch.cat([batch[f"{g}_attention_mask"] for g in groups]).sum(1).min()) - 1
-    return int((ids[:, :limit] == ids[:1, :limit]).all(0).long().cumprod(0).sum())
+    from unlearnkit.methods.base import shared_prefix_length
+
+    return shared_prefix_length(torch.cat([batch[f"{g}_input_ids"] for g in groups]),
+                                torch.cat([batch[f"{g}_attention_mask"] for g in groups]))
 
 
 def _useful_tokens(batch, groups):
@@ -187,8 +188,7 @@ def _layout_positions(batch, groups):
 
     mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
     packed = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long))
-    shared = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long), prefix=_shared_prefix(batch, groups),
-                        width=2 * packed.width)  # as forward_groups lays it out
+    shared = PackedRows.for_step(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long), prefix=_shared_prefix(batch, groups))
     return mask.numel(), packed.rows * packed.width, shared.rows * shared.width
 
 

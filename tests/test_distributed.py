@@ -33,6 +33,14 @@ def unlearn_args(model_dir, files, out, method, batch, full=False, extra=()):
             "--set", "optim=sgd", "--set", "max_grad_norm=0", *(["--full"] if full else []), *extra]
 
 
+def launch_two(flags: list[str], target: list[str], args, env_extra=None):
+    """`accelerate launch` of target (a script, or -m module) with two processes, one thread each."""
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    cmd = [accelerate, "launch", *flags, "--num_processes", "2", "--mixed_precision", "no", *target, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
 def trained(out):
     return load_file(str(out / "model" / "model.safetensors"))
 
@@ -50,12 +58,8 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, two_pairs, method, fu
     assert main(unlearn_args(tiny_model_dir, two_pairs, tmp_path / "one", method, 2, full)) == 0
     # Not `accelerate launch --cpu`: accelerate's CPU launcher starts a single process unless given an
     # MPI hostfile. `--multi_gpu` starts two torchrun ranks; with no GPU unlearnkit selects gloo on CPU.
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "unlearnkit.cli"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = launcher + unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", method, 1, full)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = launch_two(["--multi_gpu", "--num_machines", "1", "--dynamo_backend", "no"], ["-m", "unlearnkit.cli"],
+                      unlearn_args(tiny_model_dir, two_pairs, tmp_path / "two", method, 1, full))
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train"]["processes"] == 2  # really two ranks
 
@@ -118,12 +122,8 @@ def test_an_error_on_one_rank_ends_every_rank_within_a_minute(tmp_path, tiny_mod
 
 
 def fsdp_launch(target: list[str], args, env_extra=None):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "fsdp.yaml")
-    cmd = [accelerate, "launch", "--config_file", config, "--num_processes", "2", "--mixed_precision", "no",
-           *target, *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return launch_two(["--config_file", config], target, args, env_extra)
 
 
 # The issue's three cases: a LoRA method, a full fine-tune with a frozen reference model (sharded

@@ -397,7 +397,7 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, toke
     packed = PackedRows(mask.sum(1), none)
     assert packed.rows < len(mask)  # it does pack
     ids = torch.cat([batch[f"{g}_input_ids"] for g in groups])
-    shared = PackedRows(mask.sum(1), none, prefix=trainer._shared_prefix(trainer.model, ids, mask, "sdpa"), width=2 * packed.width)
+    shared = PackedRows.for_step(mask.sum(1), none, prefix=trainer._shared_prefix(trainer.model, ids, mask, "sdpa"))
     assert shared.prefix > 20 and shared.rows * shared.width < packed.rows * packed.width  # the shared layout is the one run
     padded_loss, padded_grads = _loss_and_grads(trainer, batch, packing=False)
     packed_loss, packed_grads = _loss_and_grads(trainer, batch, packing=True)

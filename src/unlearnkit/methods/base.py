@@ -165,15 +165,9 @@ class UnlearnTrainer(Trainer):
         packs = getattr(self.args, "packing", False) and len(ids) > 1 and self._layout_is_exact(model, shared=False)
         attention = str(getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", ""))
         varlen = attention.startswith("flash")
-        packing = PackedRows(mask.sum(1), positions, width=int(mask.sum()) if varlen else None) if packs else None
         prefix = self._shared_prefix(model, ids, mask, attention) if packs and not varlen else 0
-        if prefix:
-            # Rows twice as wide as the longest sequence: each extra sequence in a row saves a copy of
-            # the prefix, while attention over the whole row grows with its width. Measured on LLMU's
-            # step (README, Performance): 1× 18.0 s, 2× 13.8 s, 4× 16.9 s.
-            shared = PackedRows(mask.sum(1), positions, prefix=prefix, width=2 * packing.width)
-            # Only where it runs fewer positions: with rows of one sequence each it would save nothing
-            packing = shared if shared.rows * shared.width < packing.rows * packing.width else packing
+        packing = PackedRows.for_step(mask.sum(1), positions, prefix=prefix,
+                                      width=int(mask.sum()) if varlen else None) if packs else None
         padded_width = ids.shape[1]
         if packing is not None:
             ids, positions = packing.pack(ids), packing.keep
@@ -211,9 +205,7 @@ class UnlearnTrainer(Trainer):
         if (not getattr(self.args, "share_prefix", False) or attention not in ("sdpa", "eager")
                 or not self._layout_is_exact(model, shared=True)):
             return 0
-        limit = int(mask.sum(1).min()) - 1
-        same = (ids[:, :limit] == ids[:1, :limit]).all(0)
-        return int(same.long().cumprod(0).sum())
+        return shared_prefix_length(ids, mask)
 
     @torch.no_grad()
     def _layout_is_exact(self, model, shared: bool) -> bool:
@@ -340,6 +332,13 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return positions, aligned
 
 
+def shared_prefix_length(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """How many leading tokens every (right-padded) sequence shares, at most all but one token of the shortest."""
+    limit = int(mask.sum(1).min()) - 1
+    same = (ids[:, :limit] == ids[:1, :limit]).all(0)
+    return int(same.long().cumprod(0).sum())
+
+
 class PackedRows:
     """Where each sequence of a step goes when the step is packed without padding.
 
@@ -395,6 +394,19 @@ class PackedRows:
             for i, b in enumerate(bs):
                 self.keep[r, i * k1:(i + 1) * k1] = self.place(b, positions[b])
                 self.take[b] = r * slots + i * k1 + torch.arange(k1, device=device)
+
+    @classmethod
+    def for_step(cls, lengths: torch.Tensor, positions: torch.Tensor, prefix: int = 0, width: int | None = None) -> "PackedRows":
+        """The layout a step runs. With a shared prefix, rows twice as wide as the longest sequence:
+        each extra sequence in a row saves a copy of the prefix, while attention over the whole row
+        grows with its width (measured on LLMU's step, README Performance: 1× 18.0 s, 2× 13.8 s,
+        4× 16.9 s); and only where that runs fewer positions than plain packing (with rows of one
+        sequence each it would save nothing)."""
+        plain = cls(lengths, positions, width=width)
+        if not prefix:
+            return plain
+        shared = cls(lengths, positions, prefix=prefix, width=2 * plain.width)
+        return shared if shared.rows * shared.width < plain.rows * plain.width else plain
 
     def place(self, b: int, t: torch.Tensor) -> torch.Tensor:
         """Where position(s) t of sequence b sit in its row."""
