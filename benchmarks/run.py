@@ -157,21 +157,20 @@ def _tokens(batch, groups):
     return sum(int(batch[f"{g}_attention_mask"].sum()) for g in groups)
 
 
-def _shared_prefix(batch, groups) -> int:
-    """Leading tokens every sequence of these groups shares (the chat template's system turn)."""
+def _step(batch, groups):
+    """The step's sequences as forward_groups concatenates them: ids, attention mask, labels."""
     import torch
 
-    from unlearnkit.methods.base import shared_prefix_length
-
-    return shared_prefix_length(torch.cat([batch[f"{g}_input_ids"] for g in groups]),
-                                torch.cat([batch[f"{g}_attention_mask"] for g in groups]))
+    return tuple(torch.cat([batch[f"{g}_{part}"] for g in groups]) for part in ("input_ids", "attention_mask", "labels"))
 
 
 def _useful_tokens(batch, groups):
-    """Real tokens, with the prefix all sequences share counted once: computing it again for each
-    sequence is redundant work, whichever layout does it."""
-    sequences = sum(len(batch[f"{g}_input_ids"]) for g in groups)
-    return _tokens(batch, groups) - (sequences - 1) * _shared_prefix(batch, groups)
+    """Real tokens, with every prefix that sequences share (the system turn; a prompt under its K
+    random answers) counted once: computing it again per sequence is redundant work, whichever
+    layout does it."""
+    from unlearnkit.methods.base import distinct_tokens
+
+    return distinct_tokens(*_step(batch, groups))
 
 
 def _answer_positions(batch, groups):
@@ -181,14 +180,13 @@ def _answer_positions(batch, groups):
 
 
 def _layout_positions(batch, groups):
-    """Positions one step runs: padded, packed, packed with the shared prefix once per row."""
-    import torch
+    """Positions one step runs: padded, packed, packed with shared prefixes once per row."""
+    from unlearnkit.methods.base import PackedRows, answer_positions
 
-    from unlearnkit.methods.base import PackedRows
-
-    mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
-    packed = PackedRows(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long))
-    shared = PackedRows.for_step(mask.sum(1), torch.zeros(len(mask), 1, dtype=torch.long), prefix=_shared_prefix(batch, groups))
+    ids, mask, labels = _step(batch, groups)
+    positions = answer_positions(labels)[0]
+    packed = PackedRows.for_step(ids, mask, labels, positions)
+    shared = PackedRows.for_step(ids, mask, labels, positions, share=True)
     return mask.numel(), packed.rows * packed.width, shared.rows * shared.width
 
 

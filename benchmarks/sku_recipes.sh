@@ -3,8 +3,9 @@
 # λ scored by `negate --pick` on the bundled suite's validation split (never its test split).
 #   A: the paper's losses with the retention-signed preservation term (the previous demo recipe)
 #   B: A + negation-aware terms (KL to θ₀ and a bounded harmful-answer term, both at θ₀ − λτ)
-#   C: A's settings on larger models' human-judged harmful HarmBench answers (benchmarks/harmbench_answers.py;
+#   C: A's settings on larger models' human-judged harmful HarmBench answers (benchmarks/stage1_answers.py;
 #      needs ../shared/data), sequences cut at 128 tokens; λ 1 and 2
+#   I: C's settings on hh-rlhf's rejected red-team answers that went along (stage1_answers.py --source hh-rlhf)
 #   D: C + negated retention (ε₄ = 1) trained for λ = 1;  F: A's and C's answers mixed;  G: C with ε₃ = −5
 #      (F and G trained for λ = 1 too; the later --lambda wins over common[]'s)
 # Usage: bash benchmarks/sku_recipes.sh OUT_DIR [STEPS]
@@ -32,12 +33,16 @@ done
 if [ -d ../shared/data/harmbench_human_dev ]; then
   mkdir -p "$OUT/jbb"
   [ -f "$OUT/jbb/harmful.jsonl" ] || $PY benchmarks/jbb_answers.py "$OUT/jbb" --exclude "$OUT/harmful_train.jsonl"
-  [ -f "$OUT/harmbench_train.jsonl" ] || $PY benchmarks/harmbench_answers.py "$OUT/harmbench_train.jsonl" --exclude "$OUT/jbb/harmful.jsonl"
+  [ -f "$OUT/harmbench_train.jsonl" ] || $PY benchmarks/stage1_answers.py "$OUT/harmbench_train.jsonl" --exclude "$OUT/jbb/harmful.jsonl"
+  [ -f "$OUT/hh_train.jsonl" ] || $PY benchmarks/stage1_answers.py "$OUT/hh_train.jsonl" --source hh-rlhf --exclude "$OUT/jbb/harmful.jsonl"
   # common[] names the written answers as --forget; the later --forget wins (argparse keeps the last)
-  [ -d "$OUT/C" ] || /usr/bin/time -f "C stage 1: %e s" $PY -m unlearnkit.cli unlearn --method sku "${common[@]}" \
-      --forget "$OUT/harmbench_train.jsonl" --set max_length=128 --out "$OUT/C"
-  [ -d "$OUT/C-negate" ] || $PY -m unlearnkit.cli negate --harmful "$OUT/C/harmful" --suite standard --lambdas 1,2 --pick \
-      --out "$OUT/C-negate" || echo "C: no λ kept every limit"
+  for recipe in C I; do
+    data=$OUT/harmbench_train.jsonl; [ "$recipe" = I ] && data=$OUT/hh_train.jsonl
+    [ -d "$OUT/$recipe" ] || /usr/bin/time -f "$recipe stage 1: %e s" $PY -m unlearnkit.cli unlearn --method sku "${common[@]}" \
+        --forget "$data" --set max_length=128 --out "$OUT/$recipe"
+    [ -d "$OUT/$recipe-negate" ] || $PY -m unlearnkit.cli negate --harmful "$OUT/$recipe/harmful" --suite standard --lambdas 1,2 \
+        --pick --out "$OUT/$recipe-negate" || echo "$recipe: no λ kept every limit"
+  done
   cat "$OUT/harmful_train.jsonl" "$OUT/harmbench_train.jsonl" > "$OUT/mixed_train.jsonl"
   for recipe in D F G; do
     case $recipe in

@@ -392,13 +392,14 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, toke
                 p.add_(0.05 * torch.randn_like(p))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     groups = trainer.group_names(batch)
-    mask = torch.cat([batch[f"{g}_attention_mask"] for g in groups])
+    ids, mask, labels = (torch.cat([batch[f"{g}_{part}"] for g in groups]) for part in ("input_ids", "attention_mask", "labels"))
     none = torch.zeros(len(mask), 1, dtype=torch.long)
-    packed = PackedRows(mask.sum(1), none)
+    packed = PackedRows.for_step(ids, mask, labels, none)
     assert packed.rows < len(mask)  # it does pack
-    ids = torch.cat([batch[f"{g}_input_ids"] for g in groups])
-    shared = PackedRows.for_step(mask.sum(1), none, prefix=trainer._shared_prefix(trainer.model, ids, mask, "sdpa"))
+    shared = PackedRows.for_step(ids, mask, labels, none, share=True)
     assert shared.prefix > 20 and shared.rows * shared.width < packed.rows * packed.width  # the shared layout is the one run
+    if "mismatch" in groups:  # a harmful prompt under its own and its K random answers: held once per chunk
+        assert any(a > shared.prefix for a in shared.starts)
     padded_loss, padded_grads = _loss_and_grads(trainer, batch, packing=False)
     packed_loss, packed_grads = _loss_and_grads(trainer, batch, packing=True)
     assert trainer._packs == {False: True, True: True}  # packed, with the system turn shared once per row
@@ -408,24 +409,43 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients(tmp_path, toke
         torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_packed_rows_with_a_shared_prefix_hold_it_once_per_row_and_mask_across_sequences():
-    from unlearnkit.methods.base import PackedRows
+def test_packed_rows_with_shared_prefixes_hold_each_once_and_mask_across_sequences():
+    from unlearnkit.methods.base import PackedRows, prompt_families
 
-    lengths, prefix = torch.tensor([7, 3, 12, 5]), 2
-    layout = PackedRows(lengths, torch.zeros(4, 1, dtype=torch.long), prefix=prefix)
-    assert layout.width == 12 and layout.rows == 2  # rests 10 | 5+3+1 after the 2 shared tokens
-    ids = torch.stack([torch.cat([torch.tensor([7, 8]), torch.arange(100 * b, 100 * b + 10)]) for b in range(4)])
+    # Every sequence begins with tokens 7 8; sequences 0, 1 and 3 also share a prompt (7 8 9 9 9)
+    # and differ from token 5 on, where their answers (labels) begin.
+    ids = torch.tensor([[7, 8, 9, 9, 9, 40, 41, 42, 43, 44, 45, 46],
+                        [7, 8, 9, 9, 9, 50, 51, 52, 0, 0, 0, 0],
+                        [7, 8, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69],
+                        [7, 8, 9, 9, 9, 70, 71, 0, 0, 0, 0, 0]])
+    lengths = torch.tensor([12, 8, 12, 7])
+    mask = (torch.arange(12) < lengths[:, None]).long()
+    labels = torch.where(torch.arange(12) >= torch.tensor([5, 5, 6, 5])[:, None], ids, -100).masked_fill(mask == 0, -100)
+    prefix = 2
+    starts, family = prompt_families(ids, mask, labels, prefix)
+    assert starts == [5, 5, 2, 5] and family == [0, 0, 2, 0]
+    layout = PackedRows(lengths, torch.zeros(4, 1, dtype=torch.long), width=16, prefix=prefix, starts=starts, family=family)
+    # room 14 after the prefix: the family's stem (3) + 7 + 3 leaves no room for its last member (2),
+    # which starts a second chunk with its own copy of the stem; rows 13 | 10 | 5, first fit
+    assert layout.rows == 3 and layout.width == 16 and layout.shares
     packed = layout.pack(ids)
     assert (packed[:, :prefix] == torch.tensor([7, 8])).all()
-    mask = layout.attention_mask()[:, 0]
+    mask4 = layout.attention_mask()[:, 0]
+    cells = set()
     for b, n in enumerate(lengths.tolist()):
-        r, start = layout.row[b], layout.offset[b]
-        assert packed[r, start:start + n - prefix].tolist() == ids[b, prefix:n].tolist()
-        assert layout.position_ids[r, start:start + n - prefix].tolist() == list(range(prefix, n))
-        last = start + n - prefix - 1  # the sequence's last token sees exactly the prefix and its own tokens
-        assert mask[r, last].nonzero().flatten().tolist() == [0, 1] + list(range(start, last + 1))
+        r, a, o, s = layout.row[b], starts[b], layout.offset[b], layout.stem_at[b]
+        assert packed[r, o:o + n - a].tolist() == ids[b, a:n].tolist()
+        assert packed[r, s:s + a - prefix].tolist() == ids[b, prefix:a].tolist()
+        assert layout.position_ids[r, o:o + n - a].tolist() == list(range(a, n))
+        assert layout.position_ids[r, s:s + a - prefix].tolist() == list(range(prefix, a))
+        cells |= {(r, c) for c in range(o, o + n - a)}
+        last = o + n - a - 1  # the sequence's last token sees exactly the prefix, its stem and its own tokens
+        assert mask4[r, last].nonzero().flatten().tolist() == [0, 1] + list(range(s, s + a - prefix)) + list(range(o, last + 1))
         # a position t of the padded layout maps to the place that holds that token
         assert packed[r, layout.place(b, torch.arange(n))].tolist() == ids[b, :n].tolist()
+    assert len(cells) == int((lengths - torch.tensor(starts)).sum())  # no two sequences' own tokens overlap
+    stems = {(layout.row[b], layout.stem_at[b]) for b in (0, 1, 3)}
+    assert len(stems) == 2  # the family's prompt is held once per chunk, not once per sequence
     float_mask = layout.attention_mask(boolean=False)
     assert ((float_mask == 0) == layout.attention_mask()).all()
 

@@ -161,17 +161,18 @@ class UnlearnTrainer(Trainer):
         names = [n for n in names if f"{n}_input_ids" in inputs]
         ids = torch.cat([inputs[f"{n}_input_ids"] for n in names])
         mask = torch.cat([inputs[f"{n}_attention_mask"] for n in names])
-        positions, labels = answer_positions(torch.cat([inputs[f"{n}_labels"] for n in names]))
+        raw_labels = torch.cat([inputs[f"{n}_labels"] for n in names])
+        positions, labels = answer_positions(raw_labels)
         packs = getattr(self.args, "packing", False) and len(ids) > 1 and self._layout_is_exact(model, shared=False)
         attention = str(getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", ""))
         varlen = attention.startswith("flash")
-        prefix = self._shared_prefix(model, ids, mask, attention) if packs and not varlen else 0
-        packing = PackedRows.for_step(mask.sum(1), positions, prefix=prefix,
+        share = packs and not varlen and self._shares_prefixes(model, attention)
+        packing = PackedRows.for_step(ids, mask, raw_labels, positions, share=share,
                                       width=int(mask.sum()) if varlen else None) if packs else None
         padded_width = ids.shape[1]
         if packing is not None:
             ids, positions = packing.pack(ids), packing.keep
-            mask = packing.attention_mask(boolean=attention != "eager") if packing.prefix else None
+            mask = packing.attention_mask(boolean=attention != "eager") if packing.shares else None
         model_kwargs = {"position_ids": packing.position_ids} if packing is not None else {}
         if self._accepts_logits_to_keep(model):
             model_kwargs["logits_to_keep"] = positions
@@ -197,15 +198,13 @@ class UnlearnTrainer(Trainer):
             result[n] = GroupOutput(group_logits[:, :width], group_labels[:, :width], inputs[f"{n}_attention_mask"], hidden)
         return result
 
-    def _shared_prefix(self, model, ids: torch.Tensor, mask: torch.Tensor, attention: str) -> int:
-        """How many leading tokens every sequence of this step shares (at most all but one token of
-        the shortest), when sharing them is on and exact for this model; else 0."""
-        # The check comes first, whatever this step's data: under FSDP its forward is a collective
-        # that every rank must run, and another rank's step may share a prefix where this one's does not
-        if (not getattr(self.args, "share_prefix", False) or attention not in ("sdpa", "eager")
-                or not self._layout_is_exact(model, shared=True)):
-            return 0
-        return shared_prefix_length(ids, mask)
+    def _shares_prefixes(self, model, attention: str) -> bool:
+        """Whether a step may run the prefixes its sequences share once per row: when sharing is on and
+        exact for this model."""
+        # The check runs whatever this step's data: under FSDP its forward is a collective that every
+        # rank must run, and another rank's step may share a prefix where this one's does not
+        return (bool(getattr(self.args, "share_prefix", False)) and attention in ("sdpa", "eager")
+                and self._layout_is_exact(model, shared=True))
 
     @torch.no_grad()
     def _layout_is_exact(self, model, shared: bool) -> bool:
@@ -215,10 +214,14 @@ class UnlearnTrainer(Trainer):
         and our own 4D mask. Checked once each, on three short sequences."""
         if shared not in self._packs:
             device = next(model.parameters()).device
-            lengths = (3, 2, 2) if shared else (3, 2, 1)
-            ids = torch.tensor([[1, 2, 3], [1, 5, 0], [1, 6, 0]] if shared else [[1, 2, 3], [4, 5, 0], [6, 0, 0]], device=device)
-            mask = (torch.arange(3, device=device) < torch.tensor(lengths, device=device)[:, None]).long()
-            layout = PackedRows(mask.sum(1), torch.zeros(3, 1, dtype=torch.long, device=device), prefix=int(shared))
+            # shared: token 1 is every sequence's prefix, token 2 the first two's shared prompt
+            lengths = (4, 4, 2) if shared else (3, 2, 1)
+            ids = torch.tensor([[1, 2, 3, 4], [1, 2, 5, 6], [1, 7, 0, 0]] if shared else [[1, 2, 3], [4, 5, 0], [6, 0, 0]], device=device)
+            width = ids.shape[1]
+            mask = (torch.arange(width, device=device) < torch.tensor(lengths, device=device)[:, None]).long()
+            layout = PackedRows(mask.sum(1), torch.zeros(3, 1, dtype=torch.long, device=device), prefix=int(shared),
+                                width=8 if shared else None, starts=[2, 2, 1] if shared else None,
+                                family=[0, 0, 2] if shared else None)
             attention = str(getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", ""))
             row_mask = layout.attention_mask(boolean=attention != "eager") if shared else None
             was_training = model.training
@@ -227,7 +230,7 @@ class UnlearnTrainer(Trainer):
                 padded = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
                 packed = model(input_ids=layout.pack(ids), attention_mask=row_mask, position_ids=layout.position_ids,
                                use_cache=False).logits.float()
-                packed = layout.unpack(packed, inputs_width=3)
+                packed = layout.unpack(packed, inputs_width=width)
                 error = max(float((packed[b, :n] - padded[b, :n]).abs().max()) for b, n in enumerate(lengths))
                 self._packs[shared] = error <= 1e-2 * (1.0 + float(padded.abs().max()))
             except (TypeError, ValueError, RuntimeError):  # a forward without position_ids, or a mask it cannot take
@@ -339,6 +342,28 @@ def shared_prefix_length(ids: torch.Tensor, mask: torch.Tensor) -> int:
     return int(same.long().cumprod(0).sum())
 
 
+def prompt_families(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, prefix: int) -> tuple[list[int], list[int]]:
+    """Sequences whose prompts (every token before the answer) are the same token for token form a
+    family: LLMU's and SKU's K random answers to one harmful prompt, beside its own answer. For each
+    sequence: where its own part begins (its answer, in a family of two or more; else `prefix`) and
+    its family (the first member's index)."""
+    lengths = mask.sum(1).tolist()
+    answers = (labels != IGNORE).long()
+    starts = torch.where(answers.any(1), answers.argmax(1), mask.sum(1)).tolist()
+    first: dict[tuple, int] = {}
+    family = [first.setdefault(tuple(ids[b, :a].tolist()), b) if a < n else b
+              for b, (a, n) in enumerate(zip(starts, lengths))]
+    members = [family.count(f) for f in family]
+    return [max(a, prefix) if m > 1 else prefix for a, m in zip(starts, members)], family
+
+
+def distinct_tokens(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> int:
+    """A step's real tokens with every shared prefix counted once: the least work any layout must do."""
+    prefix = shared_prefix_length(ids, mask)
+    starts, family = prompt_families(ids, mask, labels, prefix)
+    return prefix + sum(starts[f] - prefix for f in set(family)) + int(mask.sum()) - sum(starts)
+
+
 class PackedRows:
     """Where each sequence of a step goes when the step is packed without padding.
 
@@ -351,81 +376,121 @@ class PackedRows:
     block-diagonal causal mask from them, so no token attends across sequences and each sequence
     computes exactly what it would alone.
 
-    `prefix` > 0: every sequence begins with the same `prefix` tokens (the chat template's system
-    turn). Each row then holds them once, followed by the rest of each of its sequences, whose
-    position ids continue from the prefix; `attention_mask` lets every token see the row's prefix and
-    the earlier tokens of its own sequence. Under causal attention the prefix's states do not depend
-    on what follows, so this is exact, and the prefix's gradient is the sum over its sequences."""
+    Shared prefixes, two levels of them. `prefix` > 0: every sequence begins with the same `prefix`
+    tokens (the chat template's system turn); each row holds them once. `starts`/`family`
+    (`prompt_families`): sequences of one family share their tokens up to `starts[b]` (their prompt);
+    a family's members go into chunks that fit a row, and each chunk holds that stem once, followed by
+    the rest of each member. Position ids continue from what a token follows, and `attention_mask`
+    lets every token see the row's prefix, its own chunk's stem and the earlier tokens of its own
+    sequence. Under causal attention a prefix's states do not depend on what follows it, so this is
+    exact, and a shared token's gradient is the sum over the sequences that read it."""
 
-    def __init__(self, lengths: torch.Tensor, positions: torch.Tensor, width: int | None = None, prefix: int = 0):
+    def __init__(self, lengths: torch.Tensor, positions: torch.Tensor, width: int | None = None, prefix: int = 0,
+                 starts: list[int] | None = None, family: list[int] | None = None):
         lengths = [int(n) for n in lengths]
-        rests = [n - prefix for n in lengths]
-        room = max(max(rests), (width or 0) - prefix)
-        self.row, self.offset, used = [0] * len(lengths), [0] * len(lengths), []
-        for b in sorted(range(len(lengths)), key=lambda b: -rests[b]):
-            r = next((r for r, u in enumerate(used) if u + rests[b] <= room), len(used))
+        count = len(lengths)
+        self.starts = list(starts) if starts is not None else [prefix] * count
+        family = list(family) if family is not None else list(range(count))
+        stem = {f: self.starts[f] - prefix for f in family}
+        rests = [n - a for n, a in zip(lengths, self.starts)]
+        room = max(max(stem[f] + r for f, r in zip(family, rests)), (width or 0) - prefix)
+        chunks: list[list] = []  # [family, size, members], each fits a row
+        for b in sorted(range(count), key=lambda b: -rests[b]):
+            chunk = next((c for c in chunks if c[0] == family[b] and c[1] + rests[b] <= room), None)
+            if chunk is None:
+                chunk = [family[b], stem[family[b]], []]
+                chunks.append(chunk)
+            chunk[1] += rests[b]
+            chunk[2].append(b)
+        self.row, self.offset, self.stem_at, used = [0] * count, [0] * count, [0] * count, []
+        device = positions.device
+        self.lengths, self.prefix, self.width = lengths, prefix, prefix + room
+        self.shares = prefix > 0 or any(stem[family[c[2][0]]] > 0 and len(c[2]) > 1 for c in chunks)
+        # which sequence each place holds: -1 the shared prefix, b for sequence b, count + c for the stem
+        # of chunk c, -2 an unused tail; `parent` is the stem a place may also see
+        placed = []
+        for c, (f, size, members) in sorted(enumerate(chunks), key=lambda item: -item[1][1]):
+            r = next((r for r, u in enumerate(used) if u + size <= room), len(used))
             if r == len(used):
                 used.append(0)
-            self.row[b], self.offset[b] = r, prefix + used[r]
-            used[r] += rests[b]
-        self.lengths, self.prefix, self.width, self.rows = lengths, prefix, prefix + room, len(used)
-        device = positions.device
+            placed.append((c, r, prefix + used[r]))
+            at = prefix + used[r] + stem[f]
+            for b in members:
+                self.row[b], self.stem_at[b], self.offset[b] = r, prefix + used[r], at
+                at += rests[b]
+            used[r] += size
+        self.rows = len(used)
+        # which sequence each place holds: -1 the shared prefix, b for sequence b, count + c for the stem
+        # of chunk c, -2 an unused tail; `parent`: the stem a place may see besides its own tokens
         self.position_ids = torch.zeros(self.rows, self.width, dtype=torch.long, device=device)
-        # which sequence each place holds: -1 the shared prefix, b for sequence b, -2 an unused tail
         self.owner = torch.full((self.rows, self.width), -2, dtype=torch.long, device=device)
         self.owner[:, :prefix] = -1
+        self.parent = self.owner.clone()
         for r, u in enumerate(used):
             self.position_ids[r, :prefix] = torch.arange(prefix, device=device)
             self.position_ids[r, prefix + u:] = torch.arange(room - u, device=device)
-        for b, n in enumerate(lengths):
-            start = self.offset[b]
-            self.position_ids[self.row[b], start:start + n - prefix] = torch.arange(prefix, n, device=device)
-            self.owner[self.row[b], start:start + n - prefix] = b
+        for c, r, start in placed:
+            f, _, members = chunks[c]
+            end = start + stem[f]
+            self.position_ids[r, start:end] = torch.arange(prefix, self.starts[f], device=device)
+            self.owner[r, start:end] = self.parent[r, start:end] = count + c
+            for b in members:
+                n, a, o = lengths[b], self.starts[b], self.offset[b]
+                self.position_ids[r, o:o + n - a] = torch.arange(a, n, device=device)
+                self.owner[r, o:o + n - a], self.parent[r, o:o + n - a] = b, count + c
         # The kept logit positions: sequence b's [K+1] positions moved to its place in its row (a
-        # position inside the prefix stays where the row's prefix is), the rows' lists concatenated
-        # and padded to one width; `take` maps them back to [B, K+1].
+        # position inside a shared prefix points at that prefix), the rows' lists concatenated and
+        # padded to one width; `take` maps them back to [B, K+1].
         k1, per_row = positions.shape[1], [[] for _ in range(self.rows)]
-        for b in range(len(lengths)):
+        for b in range(count):
             per_row[self.row[b]].append(b)
         slots = max(len(bs) for bs in per_row) * k1
         self.keep = torch.zeros(self.rows, slots, dtype=torch.long, device=device)
-        self.take = torch.zeros(len(lengths), k1, dtype=torch.long, device=device)
+        self.take = torch.zeros(count, k1, dtype=torch.long, device=device)
         for r, bs in enumerate(per_row):
             for i, b in enumerate(bs):
                 self.keep[r, i * k1:(i + 1) * k1] = self.place(b, positions[b])
                 self.take[b] = r * slots + i * k1 + torch.arange(k1, device=device)
 
     @classmethod
-    def for_step(cls, lengths: torch.Tensor, positions: torch.Tensor, prefix: int = 0, width: int | None = None) -> "PackedRows":
-        """The layout a step runs. With a shared prefix, rows twice as wide as the longest sequence:
+    def for_step(cls, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
+                 share: bool = False, width: int | None = None) -> "PackedRows":
+        """The layout a step runs. Sharing prefixes, rows are twice as wide as the longest sequence:
         each extra sequence in a row saves a copy of the prefix, while attention over the whole row
         grows with its width (measured on LLMU's step, README Performance: 1× 18.0 s, 2× 13.8 s,
         4× 16.9 s); and only where that runs fewer positions than plain packing (with rows of one
         sequence each it would save nothing)."""
+        lengths = mask.sum(1)
         plain = cls(lengths, positions, width=width)
-        if not prefix:
+        if not share:
             return plain
-        shared = cls(lengths, positions, prefix=prefix, width=2 * plain.width)
-        return shared if shared.rows * shared.width < plain.rows * plain.width else plain
+        prefix = shared_prefix_length(ids, mask)
+        starts, family = prompt_families(ids, mask, labels, prefix)
+        shared = cls(lengths, positions, width=2 * plain.width, prefix=prefix, starts=starts, family=family)
+        return shared if shared.shares and shared.rows * shared.width < plain.rows * plain.width else plain
 
     def place(self, b: int, t: torch.Tensor) -> torch.Tensor:
         """Where position(s) t of sequence b sit in its row."""
-        return torch.where(t < self.prefix, t, t - self.prefix + self.offset[b])
+        own = t - self.starts[b] + self.offset[b]
+        return torch.where(t < self.prefix, t, torch.where(t < self.starts[b], t - self.prefix + self.stem_at[b], own))
 
     def pack(self, ids: torch.Tensor) -> torch.Tensor:
         packed = torch.zeros(self.rows, self.width, dtype=ids.dtype, device=ids.device)
         packed[:, :self.prefix] = ids[0, :self.prefix]
         for b, n in enumerate(self.lengths):
-            packed[self.row[b], self.offset[b]:self.offset[b] + n - self.prefix] = ids[b, self.prefix:n]
+            a, r = self.starts[b], self.row[b]
+            packed[r, self.stem_at[b]:self.stem_at[b] + a - self.prefix] = ids[b, self.prefix:a]  # again per member: same tokens
+            packed[r, self.offset[b]:self.offset[b] + n - a] = ids[b, a:n]
         return packed
 
     def attention_mask(self, boolean: bool = True) -> torch.Tensor:
-        """[rows, 1, width, width], for a row with a shared prefix: a token sees the prefix and the
-        earlier tokens of its own sequence (an unused place sees only itself). Boolean (True = may
-        attend) for SDPA; additive floats for eager attention."""
-        query, key = self.owner[:, :, None], self.owner[:, None, :]
+        """[rows, 1, width, width], for rows with shared prefixes: a token sees the row's prefix, its
+        chunk's stem and the earlier tokens of its own sequence (an unused place sees only itself).
+        Boolean (True = may attend) for SDPA; additive floats for eager attention."""
+        query, key, stem = self.owner[:, :, None], self.owner[:, None, :], self.parent[:, :, None]
+        eye = torch.eye(self.width, dtype=torch.bool, device=self.owner.device)
         causal = torch.ones(self.width, self.width, dtype=torch.bool, device=self.owner.device).tril()
-        allowed = causal & ((key == -1) | (key == query)) & ((query != -2) | torch.eye(self.width, dtype=torch.bool, device=self.owner.device))
+        allowed = causal & ((key == -1) | (key == query) | (key == stem)) & ((query != -2) | eye)
         allowed = allowed[:, None]
         if boolean:
             return allowed
