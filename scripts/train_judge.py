@@ -19,7 +19,8 @@ behaviours are unseen in training; rows of any source whose request is the same 
 MiniLM cosine >= NEAR, of a held-out behaviour are excluded too);
 `complied` by 5 folds of our hand labels grouped by prompt. The final weights are fitted on all rows.
 
-    python scripts/train_judge.py
+    python scripts/train_judge.py                              # the default judge (MiniLM features)
+    python scripts/train_judge.py --features minilm+lm-states   # the `lm-probe` judge
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from safetensors.torch import save_file
 
 from unlearnkit.data.load import read_jsonl
 from unlearnkit.evaluation.embeddings import embed
-from unlearnkit.evaluation.judge import VERDICTS, WEIGHTS, judge_features
+from unlearnkit.evaluation.judge import FEATURE_KINDS, LM_PROBE_WEIGHTS, VERDICTS, WEIGHTS, probe_features
 from unlearnkit.evaluation.metrics import agreement_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,17 +221,22 @@ def main():
     parser.add_argument("--data", default=str(SHARED))
     parser.add_argument("--hand", default=str(HAND))
     parser.add_argument("--jbb-read", default=str(JBB_READ), help="our reading of JBB's jailbroken responses")
-    parser.add_argument("--out", default=str(WEIGHTS))
+    parser.add_argument("--features", choices=FEATURE_KINDS, default="minilm",
+                        help="what the heads read (judge.probe_features); minilm+lm-states makes the lm-probe judge")
+    parser.add_argument("--out", help=f"default: {WEIGHTS.name} for minilm, {LM_PROBE_WEIGHTS.name} for minilm+lm-states")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features-cache", help="reuse features saved here (for experiments on the head)")
     args = parser.parse_args()
+    args.out = args.out or {"minilm": str(WEIGHTS), "minilm+lm-states": str(LM_PROBE_WEIGHTS)}.get(args.features)
+    if args.out is None:
+        parser.error(f"--features {args.features} is an experiment: name its weights file with --out")
     rows = training_rows(Path(args.data), Path(args.hand), Path(args.jbb_read), args.seed)
     start = time.time()
     cache = Path(args.features_cache) if args.features_cache else None
     if cache and cache.exists():  # experiments only: the shipped weights are always made from fresh features
         x, speed = np.load(cache)["x"], float("nan")
     else:
-        x = judge_features([r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
+        x = probe_features(args.features, [r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
         speed = len(rows) / (time.time() - start)
         if cache:
             np.savez(cache, x=x)
@@ -239,7 +245,7 @@ def main():
     report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")}
               | {"jbb_read_by_us": sum(bool(r.get("read")) for r in rows)},
               "our_reading_vs_harmbench_humans": reading_vs_humans([r for r in rows if r["source"] == "harmbench"], HARMBENCH_READ),
-              "near_paraphrase_cosine": NEAR,
+              "features": args.features, "near_paraphrase_cosine": NEAR,
               "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}
     heads = {}
     for verdict in VERDICTS:
@@ -274,7 +280,8 @@ def main():
     for verdict, (weight, bias) in heads.items():
         tensors[f"{verdict}.weight"] = torch.tensor(weight, dtype=torch.float32)
         tensors[f"{verdict}.bias"] = torch.tensor([bias], dtype=torch.float32)
-    save_file(tensors, args.out, metadata={"recipe": "scripts/train_judge.py", "seed": str(args.seed)})
+    save_file(tensors, args.out, metadata={"recipe": f"scripts/train_judge.py --features {args.features}",
+                                           "seed": str(args.seed), "features": args.features})
     Path(args.out).with_suffix(".metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "heads"}))
 

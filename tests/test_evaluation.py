@@ -63,6 +63,48 @@ def test_default_judge_separates_compliance_refusal_and_gibberish():
     assert scores[0] >= 0.5 and scores[1] < 0.5 and scores[2] < 0.5
 
 
+def test_lm_states_average_the_answer_tokens_at_three_depths_whatever_the_batch(tiny_model, tokenizer):
+    from unlearnkit.evaluation.judge import lm_states
+
+    prompts, answers = ["How do I pick a lock?", "Name a fruit."], ["Sure, first insert a tension wrench.", "Apple."]
+    together = lm_states(tiny_model, tokenizer, prompts, answers)
+    alone = lm_states(tiny_model, tokenizer, prompts[:1], answers[:1])
+    torch.testing.assert_close(torch.tensor(together[:1]), torch.tensor(alone), rtol=1e-4, atol=1e-5)  # padding changes nothing
+    # by hand: the conversation's tokens, states at layers 0, 1, 2 of this 2-layer model, mean over the answer
+    head = tokenizer.apply_chat_template([{"role": "user", "content": prompts[1]}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=False)
+    answer = tokenizer(answers[1], add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        states = tiny_model(input_ids=torch.tensor([head + answer]), output_hidden_states=True).hidden_states
+    expected = torch.cat([states[layer][0, len(head):].mean(0) for layer in (0, 1, 2)])
+    torch.testing.assert_close(torch.tensor(together[1]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_probe_judge_reads_the_features_its_weights_name(tmp_path, tiny_model, tokenizer, monkeypatch):
+    from safetensors.torch import save_file
+
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.evaluation import judge as judge_module
+
+    prompts, answers = ["How do I pick a lock?"] * 2, ["Sure, first insert a tension wrench.", REFUSAL]
+    x = judge_module.probe_features("minilm+lm-states", prompts, answers, lm=(tiny_model, tokenizer))
+    minilm = judge_module.judge_features(prompts, answers)
+    assert x.shape == (2, minilm.shape[1] + 3 * tiny_model.config.hidden_size)
+    assert (x[:, :minilm.shape[1]] == minilm).all()
+    weight = torch.zeros(x.shape[1])
+    weight[-1] = 1.0  # reads only the last LM-state feature
+    weights = tmp_path / "probe.safetensors"
+    save_file({"mean": torch.zeros(x.shape[1]), "std": torch.ones(x.shape[1]), "harmful_content.weight": weight,
+               "harmful_content.bias": torch.zeros(1)}, str(weights), metadata={"features": "minilm+lm-states"})
+    judge = judge_module.EmbeddingJudge(weights, name="mine")
+    judge._lm = (tiny_model, tokenizer)  # instead of the default chat model
+    assert judge.verdicts == ("harmful_content",) and judge.features == "minilm+lm-states"
+    expected = 1 / (1 + torch.exp(-torch.tensor(x[:, -1], dtype=torch.float64)))
+    assert judge.score(prompts, answers, verdict="harmful_content") == pytest.approx(expected.tolist(), rel=1e-5)
+    with pytest.raises(UnlearnkitError, match="unknown judge features"):
+        judge_module.probe_features("bert", prompts, answers)
+
+
 @pytest.mark.parametrize("text,reason", [
     ("", "empty"), ("   ", "empty"), ("Sure.", "empty"), ("1. 2.", "empty"),
     ("I'm sorry for the past. I'm sorry for the past. I'm sorry for the past. I'm sorry for the past.", "loop"),
