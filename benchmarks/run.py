@@ -6,7 +6,7 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
 - matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
 - train_mfu_full/_lora  SKU stage-1 steps on the default model in fp32: achieved model FLOP/s ÷ the fp32
                         peak. Model FLOPs count useful work only: per useful token (real, not padding,
-                        and the prefix all sequences of a step share counted once) 6·N
+                        and every prefix that sequences share counted once) 6·N
                         (full) or 4·N (LoRA: frozen weights need no weight gradients) with N the
                         decoder's parameters without the embedding/LM head, plus the LM head's 6·V·d
                         (4·V·d) only at the positions whose logits a loss reads (answer positions), plus
@@ -16,7 +16,7 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
                         native bf16 (avx512_bf16/AMX): emulated bf16 is not a figure worth printing
 - packing               the same fp32 steps with and without packing (`--set packing=false`): step
                         time ratio and the positions each layout runs (padding included)
-- shared_prefix_step_ratio_llmu  LLMU's step with the shared prefix once per packed row ÷ the same step
+- shared_prefix_step_ratio_llmu  LLMU's step with shared prefixes once per packed row ÷ the same step
                         with `share_prefix=False` (mode full-noshare), and the same for peak RSS
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
 - peer_step_time_ratio  per method, our full fine-tuning step ÷ the peer's step on the same examples:
@@ -27,6 +27,8 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
                         to the tokenizer's maximum length); method "sku": SKU's three losses written
                         as the same kind of plain loop (SKU's authors published no code)
 - peer_memory_ratio     peak RSS of ours ÷ the peer's, the same runs
+- peer_ratios_llmu_activation_checkpointing  both LLMU peer ratios with activations recomputed in the
+                        backward pass (`--set activation_checkpointing=true`): memory bought with time
 - lora_ref_memory_ratio peak RSS of a LoRA method with a reference model (NPO) ÷ the same
                         steps of a LoRA method without one (SimNPO): what the reference costs
                         (RSS after loading is no measure of one copy: safetensors weights are mmap'd)
@@ -204,6 +206,8 @@ def measure_train(kind, quick):
     mode = mode.removesuffix("-nosystem")
     share_prefix = not mode.endswith("-noshare")  # each sequence computes its own copy of the system turn
     mode = mode.removesuffix("-noshare")
+    checkpointing = mode.endswith("-ckpt")  # recompute activations in the backward pass instead of keeping them
+    mode = mode.removesuffix("-ckpt")
     before = rss_mb()
     model, tokenizer = load_model("default")
     one_copy = rss_mb() - before
@@ -245,8 +249,10 @@ def measure_train(kind, quick):
                                 mismatch_k=MISMATCH[method][1], per_device_train_batch_size=BATCH, max_length=MAX_LENGTH,
                                 bf16=mode.endswith("bf16"), packing=not mode.endswith("padded"), learning_rate=2e-5,
                                 max_steps=steps, save_strategy="no", disable_tqdm=True, system_prompt=system_prompt,
-                                share_prefix=share_prefix)
+                                share_prefix=share_prefix, activation_checkpointing=checkpointing)
         trainer = build_trainer(model, tokenizer, forget, retain, args)
+        if checkpointing:  # as Trainer.train does before its first step
+            trainer.model.activation_checkpointing_enable()
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         model = trainer.accelerator.prepare(trainer.model)  # as Trainer.train does: this adds bf16 autocast
         model.train()
@@ -352,7 +358,7 @@ def main():
     print(json.dumps({**peak, **machine}), flush=True)
     modes = ["full", "lora", "full-padded", "lora-padded"] + (["full-bf16", "lora-bf16"] if machine["native_bf16"] else [])
     runs = {mode: run_child(f"sku:{mode}", ns.quick) for mode in modes + ["peer"]}
-    llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-noshare", "full-nosystem", "peer")}
+    llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-noshare", "full-nosystem", "full-ckpt", "peer")}
     for mode in modes:
         if mode.endswith("padded"):
             continue
@@ -389,6 +395,11 @@ def main():
                       "ours_mb": round(bare["peak_rss_mb"]), "ours_positions": bare["positions"],
                       "with_system_prompt_positions": llmu["full"]["positions"], "cpu": machine["cpu"],
                       "note": "--set system_prompt= (an empty system turn); generation still uses the template's default"}), flush=True)
+    # Memory for time: activations recomputed in the backward pass (--set activation_checkpointing=true)
+    ckpt = llmu["full-ckpt"]
+    print(json.dumps({"name": "peer_ratios_llmu_activation_checkpointing", "step_time_ratio": round(ckpt["step_seconds"] / peer["step_seconds"], 3),
+                      "memory_ratio": round(ckpt["peak_rss_mb"] / peer["peak_rss_mb"], 3), "ours_s": round(ckpt["step_seconds"], 2),
+                      "ours_mb": round(ckpt["peak_rss_mb"]), "cpu": machine["cpu"]}), flush=True)
     with_ref, without = run_child("memory-npo", ns.quick), run_child("memory-simnpo", ns.quick)
     print(json.dumps({"name": "lora_ref_memory_ratio", "value": round(with_ref["peak_rss_mb"] / without["peak_rss_mb"], 3),
                       "unit": "peak RSS, NPO (reference = adapter disabled) / SimNPO (no reference), LoRA",
