@@ -51,7 +51,8 @@ def answer_text(tokenizer, response: str) -> str:
     return " " + response + eos
 
 
-def _prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
+def prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
+    """The token ids of prompt_text: what the model reads before it answers."""
     # Chat templates write their own BOS into the text; the plain format relies on the tokenizer's.
     add_special = not getattr(tokenizer, "chat_template", None)
     return tokenizer(prompt_text(tokenizer, prompt, system), add_special_tokens=add_special)["input_ids"]
@@ -69,7 +70,7 @@ def join(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> dict:
 
 
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int = 256, system: str | None = None) -> dict:
-    return join(_prompt_ids(tokenizer, prompt, system), _answer_ids(tokenizer, response), max_length)
+    return join(prompt_ids(tokenizer, prompt, system), _answer_ids(tokenizer, response), max_length)
 
 
 class UnlearnDataset(torch.utils.data.Dataset):
@@ -91,7 +92,7 @@ class UnlearnDataset(torch.utils.data.Dataset):
         self.max_length = max_length
         self.seed = seed
         self.mismatch_k = mismatch_k if mismatch_pool else 0
-        self.forget_prompts = [_prompt_ids(tokenizer, p["prompt"], system_prompt) for p in forget]
+        self.forget_prompts = [prompt_ids(tokenizer, p["prompt"], system_prompt) for p in forget]
         self.forget_answers = [_answer_ids(tokenizer, p["response"]) for p in forget]
         self.retain = [encode_pair(tokenizer, p["prompt"], p["response"], max_length, system_prompt) for p in retain or []]
         self.positive = [_answer_ids(tokenizer, text) for text in positive] if positive else None

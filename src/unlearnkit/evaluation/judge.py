@@ -125,13 +125,14 @@ def lm_states(model, tokenizer, prompts: list[str], responses: list[str], batch_
     the answer as the assistant's; returns its hidden states averaged over the answer's tokens at a
     third, two thirds and the top of its depth, side by side. Unlike two separate sentence embeddings,
     every answer token is read in the light of the request (and a contextual behaviour's context)."""
+    from unlearnkit.data.format import prompt_ids
+
     depth = model.config.num_hidden_layers
     layers = (depth // 3, 2 * depth // 3, depth)
     body = model.get_decoder() if hasattr(model, "get_decoder") else model  # no LM head: no logits needed
     pairs = []
     for prompt, response in zip(prompts, responses):
-        head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=False)[-PROMPT_TOKENS:]
+        head = prompt_ids(tokenizer, prompt)[-PROMPT_TOKENS:]
         answer = tokenizer(response, add_special_tokens=False)["input_ids"][:ANSWER_TOKENS] or [tokenizer.eos_token_id]
         pairs.append((head + answer, len(head)))
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths share a batch

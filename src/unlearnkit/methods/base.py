@@ -406,8 +406,6 @@ class PackedRows:
         device = positions.device
         self.lengths, self.prefix, self.width = lengths, prefix, prefix + room
         self.shares = prefix > 0 or any(stem[family[c[2][0]]] > 0 and len(c[2]) > 1 for c in chunks)
-        # which sequence each place holds: -1 the shared prefix, b for sequence b, count + c for the stem
-        # of chunk c, -2 an unused tail; `parent` is the stem a place may also see
         placed = []
         for c, (f, size, members) in sorted(enumerate(chunks), key=lambda item: -item[1][1]):
             r = next((r for r, u in enumerate(used) if u + size <= room), len(used))
