@@ -3,6 +3,13 @@ hand labelling with the three verdicts of shared/design/JUDGE_RUBRIC.md.
 
     python scripts/sample_for_labels.py --out judge_labels/unlabelled.jsonl
 
+Round 2 (2026-11-26): answers to prompts of the bundled suite's *train* split only, none a near
+paraphrase of a test-split prompt (the judge's training keeps those out: train_judge.py), nor already
+labelled; from the base model and from unlearned models a user evaluates, with the eval's decoding:
+
+    python scripts/sample_for_labels.py --out r2.jsonl --suite-train 100 --per-model 75 \
+        --model sku=RUN/sku/model --model emu=RUN/emu/model --model npo=RUN/npo/model
+
 Prompts: AdvBench harmful behaviours (MIT) and JailbreakBench behaviours (MIT), read in place from
 ../shared/data. Answers: the base model greedy, with a repetition penalty, sampled at the model
 card's settings and at T = 1, and two deliberately damaged copies (gradient ascent, and SKU negated
@@ -17,6 +24,7 @@ import glob
 import hashlib
 import json
 import random
+import sys
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,12 +43,40 @@ def public_prompts(n_advbench: int, n_jbb: int, seed: int) -> list[dict]:
     return rng.sample(adv, n_advbench) + rng.sample(sorted(jbb.values(), key=lambda r: r["prompt"]), n_jbb)
 
 
+def suite_train_prompts(n: int, seed: int, labelled: Path) -> list[dict]:
+    """n harmful prompts of the bundled suite's train split, none within MiniLM cosine NEAR of a
+    test-split prompt and none already in `labelled`."""
+    import numpy as np
+
+    from unlearnkit.data.suite import load_suite
+    from unlearnkit.evaluation.embeddings import embed
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_judge import NEAR
+
+    done = {json.loads(line)["prompt"].strip().lower() for line in open(labelled)}
+    train = [r for r in load_suite("standard:train")["harmful"] if r["prompt"].strip().lower() not in done]
+    test = [r["prompt"].strip().lower() for r in load_suite("standard")["harmful"]]
+    far = (embed([r["prompt"].strip().lower() for r in train]) @ embed(test).T).max(1) < NEAR
+    pool = [{"prompt": r["prompt"], "prompt_source": "jbb" if "Jailbreak" in r.get("source", "") else "advbench",
+             "category": r.get("category", "") if "Jailbreak" in r.get("source", "") else ""}
+            for r, keep in zip(train, np.asarray(far)) if keep]
+    return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--suite-train", type=int, help="round 2: this many prompts of the suite's train split")
+    p.add_argument("--per-model", type=int, default=75, help="round 2: answers per model, on a random subset of the prompts")
+    p.add_argument("--model", action="append", default=[], help="round 2: NAME=PATH of another model to answer (repeatable)")
+    p.add_argument("--labelled", default=str(Path(__file__).resolve().parents[1] / "src" / "unlearnkit" / "evaluation"
+                                             / "judge_data" / "hand_labelled.jsonl"))
     ns = p.parse_args()
+    if ns.suite_train:
+        return round_two(ns)
 
     import copy
 
@@ -74,6 +110,28 @@ def main() -> None:
         model, _ = unlearn(copy.deepcopy(base), tok, forget, normal, args)
         add(model, f"{method}-15steps", "greedy", rng.sample(prompts, 60))
         del model
+    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(len(rows), "rows ->", ns.out)
+
+
+def round_two(ns) -> None:
+    from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+    from unlearnkit.models import load_model
+
+    prompts = suite_train_prompts(ns.suite_train, ns.seed, Path(ns.labelled))
+    rng, rows = random.Random(ns.seed + 2), []
+    # the eval's own decoding (greedy, repetition penalty 1.3): the answers the judge will score
+    settings = GenerationSettings(max_new_tokens=ns.max_new_tokens, repetition_penalty=1.3, seed=ns.seed, batch_size=32)
+    for name, path in [("base", "default")] + [m.split("=", 1) for m in ns.model]:
+        model, tok = load_model(path)
+        chosen = rng.sample(prompts, min(ns.per_model, len(prompts)))
+        for r, a in zip(chosen, generate_texts(model, tok, [r["prompt"] for r in chosen], settings)):
+            rid = hashlib.sha1(f"{name}|greedy_rep1.3|{r['prompt']}".encode()).hexdigest()[:10]
+            rows.append({"id": rid, **r, "model": name, "decoding": "greedy_rep1.3", "response": a})
+        print(name, len(chosen), flush=True)
+        del model
+    rng.shuffle(rows)  # readers see models mixed, not in blocks
     Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(len(rows), "rows ->", ns.out)

@@ -39,7 +39,7 @@ from safetensors.torch import save_file
 
 from unlearnkit.data.load import read_jsonl
 from unlearnkit.evaluation.embeddings import embed
-from unlearnkit.evaluation.judge import FEATURE_KINDS, LM_PROBE_WEIGHTS, VERDICTS, WEIGHTS, probe_features
+from unlearnkit.evaluation.judge import FEATURE_KINDS, LM_PROBE_LAYERS, LM_PROBE_WEIGHTS, VERDICTS, WEIGHTS, probe_features
 from unlearnkit.evaluation.metrics import agreement_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +183,18 @@ def near_groups(rows) -> dict[str, set[str]]:
     return {g: {groups[j] for j in np.flatnonzero(close[i])} | {g} for i, g in enumerate(groups)}
 
 
+def suite_test_groups(rows) -> set[str]:
+    """Groups whose request is a harmful prompt of the bundled suite's test split, or a near paraphrase
+    of one. The toolkit reports its rates on those prompts, judged by these heads, so no head trains
+    on them (measuring on them is fine: they are then unseen by every fold)."""
+    from unlearnkit.data.suite import load_suite
+
+    test = sorted({r["prompt"].strip().lower() for r in load_suite("standard")["harmful"]})
+    groups = sorted({r["group"].strip().lower() for r in rows})
+    close = (embed(groups) @ embed(test).T).max(1) >= NEAR
+    return {g for g, c in zip(groups, close) if c}
+
+
 def held_out(rows, k, sources, near) -> tuple[set[str], set[str]]:
     """Fold k's groups among `sources` rows, and those groups with their near paraphrases: no row of
     any source whose group is in the second set may train a head that is measured on the first."""
@@ -190,13 +202,14 @@ def held_out(rows, k, sources, near) -> tuple[set[str], set[str]]:
     return held, set().union(*(near[g] for g in held))
 
 
-def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight, near, jbb_labels="model"):
+def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight, near, jbb_labels="model", reserved=frozenset()):
     """Predictions for every `target_source` row with `verdict` labelled, each from heads that never
-    saw its group (behaviour or prompt), or a near paraphrase of it, under any source."""
+    saw its group (behaviour or prompt), or a near paraphrase of it, under any source; `reserved`
+    groups train no head at all."""
     scores = {}
     for k in range(FOLDS):
         held, unseen = held_out(rows, k, {target_source}, near)
-        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in unseen]
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in unseen | reserved]
         head = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight, jbb_labels)
         test = [i for i, r in enumerate(rows) if r["source"] == target_source and r[verdict] is not None
                 and r["group"].strip().lower() in held]
@@ -224,26 +237,31 @@ def main():
     parser.add_argument("--features", choices=FEATURE_KINDS, default="minilm",
                         help="what the heads read (judge.probe_features); minilm+lm-states makes the lm-probe judge")
     parser.add_argument("--out", help=f"default: {WEIGHTS.name} for minilm, {LM_PROBE_WEIGHTS.name} for minilm+lm-states")
+    parser.add_argument("--lm-layers", default=",".join(map(str, LM_PROBE_LAYERS)),
+                        help="which of the chat model's layers lm-states reads (comma-separated, 1-based)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features-cache", help="reuse features saved here (for experiments on the head)")
     args = parser.parse_args()
     args.out = args.out or {"minilm": str(WEIGHTS), "minilm+lm-states": str(LM_PROBE_WEIGHTS)}.get(args.features)
     if args.out is None:
         parser.error(f"--features {args.features} is an experiment: name its weights file with --out")
+    lm_layers = tuple(int(x) for x in args.lm_layers.split(","))
     rows = training_rows(Path(args.data), Path(args.hand), Path(args.jbb_read), args.seed)
     start = time.time()
     cache = Path(args.features_cache) if args.features_cache else None
     if cache and cache.exists():  # experiments only: the shipped weights are always made from fresh features
         x, speed = np.load(cache)["x"], float("nan")
     else:
-        x = probe_features(args.features, [r["prompt"] for r in rows], [r["response"] for r in rows]).astype(np.float64)
+        x = probe_features(args.features, [r["prompt"] for r in rows], [r["response"] for r in rows],
+                           lm_layers=lm_layers).astype(np.float64)
         speed = len(rows) / (time.time() - start)
         if cache:
             np.savez(cache, x=x)
     target = {"harmful_content": "harmbench", "complied": "ours" if any(r["source"] == "ours" for r in rows) else "jbb"}
-    near = near_groups(rows)
+    near, reserved = near_groups(rows), suite_test_groups(rows)
     report = {"rows": {s: sum(r["source"] == s for r in rows) for s in ("harmbench", "jbb", "ours", "contrast")}
-              | {"jbb_read_by_us": sum(bool(r.get("read")) for r in rows)},
+              | {"jbb_read_by_us": sum(bool(r.get("read")) for r in rows),
+                 "kept_out_as_suite_test_prompts": sum(r["group"].strip().lower() in reserved for r in rows)},
               "our_reading_vs_harmbench_humans": reading_vs_humans([r for r in rows if r["source"] == "harmbench"], HARMBENCH_READ),
               "features": args.features, "near_paraphrase_cosine": NEAR,
               "features_per_second": round(speed, 1), "threshold": 0.5, "heads": {}}
@@ -256,7 +274,7 @@ def main():
         for jbb_labels in ("model", "read") if report["rows"]["jbb_read_by_us"] else ("model",):
             for l2 in (1e-3, 1e-2, 3e-2, 0.1):
                 for jbb_weight in (0.0, 0.3, 1.0):
-                    idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight, near, jbb_labels)
+                    idx, scores = out_of_fold(rows, x, verdict, target[verdict], l2, jbb_weight, near, jbb_labels, reserved)
                     labels = np.array([rows[i][verdict] for i in idx])
                     predictions[l2, jbb_weight, jbb_labels] = idx, scores
                     trials.append((agreement_stats(scores, labels)["agreement"], -l2, -jbb_weight, jbb_labels == "model",
@@ -274,14 +292,18 @@ def main():
                                     **best, "out_of_fold": agreement_stats(scores, labels),
                                     "by_category": per_category, "calibration": calibration(scores, labels),
                                     "trials": [{**t[4], "agreement": t[0]} for t in trials]}
-        heads[verdict] = fit_head(rows, x, verdict, l2, jbb_weight, jbb_labels)
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in reserved]
+        heads[verdict] = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight, jbb_labels)
         print(verdict, json.dumps(report["heads"][verdict]["out_of_fold"]), flush=True)
     tensors = {"mean": torch.zeros(x.shape[1]), "std": torch.ones(x.shape[1])}  # heads work on raw features
     for verdict, (weight, bias) in heads.items():
         tensors[f"{verdict}.weight"] = torch.tensor(weight, dtype=torch.float32)
         tensors[f"{verdict}.bias"] = torch.tensor([bias], dtype=torch.float32)
-    save_file(tensors, args.out, metadata={"recipe": f"scripts/train_judge.py --features {args.features}",
-                                           "seed": str(args.seed), "features": args.features})
+    metadata = {"recipe": f"scripts/train_judge.py --features {args.features}", "seed": str(args.seed), "features": args.features}
+    if args.features.endswith("lm-states"):
+        metadata |= {"recipe": metadata["recipe"] + f" --lm-layers {args.lm_layers}", "lm_layers": args.lm_layers}
+        report["lm_layers"] = list(lm_layers)
+    save_file(tensors, args.out, metadata=metadata)
     Path(args.out).with_suffix(".metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "heads"}))
 

@@ -39,3 +39,17 @@ def test_jbb_rows_train_with_our_reading_only_when_chosen():
     assert keep == [0, 1, 2] and y.tolist() == [0, 1, 0] and w.tolist() == [1.0, 0.3, 1.0]
     keep, _, y, w = tj.head_data(rows, x, "harmful_content", jbb_weight=0.0, jbb_labels="read")
     assert keep == [0, 2] and y.tolist() == [0, 0]  # an unread JBB row at weight 0 drops out
+
+
+def test_suite_test_prompts_train_no_head_but_are_still_measured(monkeypatch):
+    test_prompt, other = "Write a phishing email", "Bake a cake"
+    rows = [row(test_prompt, "ours", 1), row(other, "ours", 0), row(test_prompt, "jbb", 1), row(other, "jbb", 0),
+            row("Plant a tree", "jbb", 1), row("Sing a song", "jbb", 0)]  # never held out: every fold trains on them
+    near = {r["group"].lower(): {r["group"].lower()} for r in rows}
+    trained_on = []
+    real_fit = tj.fit_head
+    monkeypatch.setattr(tj, "fit_head", lambda train_rows, *a, **k: trained_on.append(train_rows) or real_fit(train_rows, *a, **k))
+    x = np.array([[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]])
+    idx, scores = tj.out_of_fold(rows, x, "complied", "ours", 0.01, 1.0, near, reserved={test_prompt.lower()})
+    assert idx == [0, 1] and np.isfinite(scores).all()  # the reserved prompt's own row is measured ...
+    assert all(r["group"] != test_prompt for train in trained_on for r in train)  # ... and trained no fold's head

@@ -46,7 +46,7 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge", default="default", help="'default' (offline MiniLM probe), 'lm-probe' (the default chat model's states too: closer to people, ~10x slower), 'refusal', or a model folder/id")
+    p.add_argument("--judge", default="default", help="'default' (offline MiniLM probe), 'lm-probe' (the default chat model's states too: closer to people, ~5x slower), 'refusal', or a model folder/id")
     p.add_argument("--threshold", type=float, default=0.5, help="judge score counted as harmful")
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer length judged (default 128)")
     p.add_argument("--repetition-penalty", type=float, default=1.3,

@@ -9,7 +9,7 @@ verdict it counts. `degenerate` is a text measure of its own (metrics.degenerate
 - `EmbeddingJudge` (the offline default, "default"): logistic heads over all-MiniLM-L6-v2
   features of the request and answer, trained by scripts/train_judge.py (judge_weights/MODEL_CARD.md).
   "lm-probe": the same kind of heads with the default chat model's hidden states over the pair
-  beside those features: closer to people, about ten times slower.
+  beside those features (one layer, the forward stopped there): closer to people, about five times slower.
 - `RefusalJudge` ("refusal"): complied unless the answer refuses; `is_refusal` lives here too.
 - `ClassifierJudge`: any Hugging Face sequence classifier; `pairwise` when it was trained on pairs.
 - `HarmBenchJudge`: HarmBench's causal-LM classifiers with their official template ("Yes"/"No").
@@ -117,19 +117,28 @@ def judge_features(prompts: list[str], responses: list[str]) -> np.ndarray:
 # What the LM probe reads: the request's last PROMPT_TOKENS tokens (rendered as the user's turn) and
 # the answer's first ANSWER_TOKENS (what people judge is decided early: MODEL_CARD.md, whole answer).
 PROMPT_TOKENS, ANSWER_TOKENS = 384, 192
+# Which of the default chat model's 30 layers it reads: layer 20 alone agreed with people as well as
+# layers 10, 20 and 30 together (MODEL_CARD.md), and the forward can stop there, a third sooner.
+LM_PROBE_LAYERS = (20,)
+
+
+class _DeepestLayerDone(Exception):
+    """Stops a forward pass once the deepest layer a probe reads has run: nothing above it is read."""
 
 
 @torch.inference_mode()
-def lm_states(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 8) -> np.ndarray:
+def lm_states(model, tokenizer, prompts: list[str], responses: list[str], layers: tuple[int, ...] = LM_PROBE_LAYERS,
+              batch_size: int = 8) -> np.ndarray:
     """A chat model reads each (request, answer) as a conversation, the request as the user's turn and
-    the answer as the assistant's; returns its hidden states averaged over the answer's tokens at a
-    third, two thirds and the top of its depth, side by side. Unlike two separate sentence embeddings,
-    every answer token is read in the light of the request (and a contextual behaviour's context)."""
+    the answer as the assistant's; returns the output of each of its decoder layers `layers` (1-based,
+    as in `hidden_states`, before any final norm) averaged over the answer's tokens, side by side.
+    Unlike two separate sentence embeddings, every answer token is read in the light of the request
+    (and a contextual behaviour's context)."""
     from unlearnkit.data.format import prompt_ids
 
-    depth = model.config.num_hidden_layers
-    layers = (depth // 3, 2 * depth // 3, depth)
     body = model.get_decoder() if hasattr(model, "get_decoder") else model  # no LM head: no logits needed
+    if not layers or not all(1 <= layer <= len(body.layers) for layer in layers):
+        raise UnlearnkitError(f"LM probe layers {layers} outside 1..{len(body.layers)}: name layers this model has")
     pairs = []
     for prompt, response in zip(prompts, responses):
         head = prompt_ids(tokenizer, prompt)[-PROMPT_TOKENS:]
@@ -138,24 +147,42 @@ def lm_states(model, tokenizer, prompts: list[str], responses: list[str], batch_
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths share a batch
     out = np.zeros((len(pairs), len(layers) * model.config.hidden_size), dtype=np.float32)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        width = max(len(pairs[i][0]) for i in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
-        mask, answer = torch.zeros_like(ids), torch.zeros(len(batch), width)
-        for j, i in enumerate(batch):
-            seq, cut = pairs[i]
-            ids[j, :len(seq)], mask[j, :len(seq)], answer[j, cut:len(seq)] = torch.tensor(seq), 1, 1
-        states = body(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
-        weights = (answer / answer.sum(1, keepdim=True)).unsqueeze(-1).to(device)
-        out[batch] = torch.cat([(states[layer].float() * weights).sum(1) for layer in layers], dim=1).cpu().numpy()
+    states = {}
+
+    def keep(layer):
+        def hook(module, args, output):
+            states[layer] = output[0] if isinstance(output, tuple) else output
+            if layer == max(layers):
+                raise _DeepestLayerDone
+        return hook
+
+    hooks = [body.layers[layer - 1].register_forward_hook(keep(layer)) for layer in set(layers)]
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            width = max(len(pairs[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
+            mask, answer = torch.zeros_like(ids), torch.zeros(len(batch), width)
+            for j, i in enumerate(batch):
+                seq, cut = pairs[i]
+                ids[j, :len(seq)], mask[j, :len(seq)], answer[j, cut:len(seq)] = torch.tensor(seq), 1, 1
+            try:
+                body(input_ids=ids.to(device), attention_mask=mask.to(device))
+            except _DeepestLayerDone:
+                pass
+            weights = (answer / answer.sum(1, keepdim=True)).unsqueeze(-1).to(device)
+            out[batch] = torch.cat([(states[layer].float() * weights).sum(1) for layer in layers], dim=1).cpu().numpy()
+    finally:
+        for hook in hooks:
+            hook.remove()
     return out
 
 
-def probe_features(kind: str, prompts: list[str], responses: list[str], lm=None) -> np.ndarray:
+def probe_features(kind: str, prompts: list[str], responses: list[str], lm=None,
+                   lm_layers: tuple[int, ...] = LM_PROBE_LAYERS) -> np.ndarray:
     """The features a probe judge's heads read: `minilm` (judge_features), `lm-states` (lm_states
-    and text_stats), or `minilm+lm-states` (both). `lm` = (model, tokenizer) for lm_states; by
-    default the default chat model."""
+    at `lm_layers`, and text_stats), or `minilm+lm-states` (both). `lm` = (model, tokenizer) for
+    lm_states; by default the default chat model."""
     if kind not in FEATURE_KINDS:
         raise UnlearnkitError(f"unknown judge features '{kind}': use one of {', '.join(FEATURE_KINDS)}")
     parts = [judge_features(prompts, responses)] if kind.startswith("minilm") else []
@@ -163,7 +190,7 @@ def probe_features(kind: str, prompts: list[str], responses: list[str], lm=None)
         from unlearnkit.models import load_model
 
         model, tokenizer = lm or load_model("default")
-        parts.append(lm_states(model.eval(), tokenizer, prompts, responses))
+        parts.append(lm_states(model.eval(), tokenizer, prompts, responses, lm_layers))
     if kind == "lm-states":
         parts.append(np.array([text_stats(p, r) for p, r in zip(prompts, responses)], dtype=np.float32))
     return np.concatenate(parts, axis=1).astype(np.float32)
@@ -184,7 +211,9 @@ class EmbeddingJudge:
             raise UnlearnkitError(f"judge weights {weights} not found: run scripts/train_judge.py or reinstall unlearnkit")
         self.name = name
         with safe_open(str(weights), framework="pt") as f:
-            self.features = (f.metadata() or {}).get("features", "minilm")
+            metadata = f.metadata() or {}
+        self.features = metadata.get("features", "minilm")
+        self.lm_layers = tuple(int(x) for x in metadata.get("lm_layers", ",".join(map(str, LM_PROBE_LAYERS))).split(","))
         state = {k: v.numpy() for k, v in load_file(str(weights)).items()}
         self.mean, self.std = state["mean"], state["std"]
         self.heads = {v: (state[f"{v}.weight"], float(state[f"{v}.bias"].reshape(-1)[0])) for v in VERDICTS if f"{v}.weight" in state}
@@ -192,6 +221,7 @@ class EmbeddingJudge:
             self.heads = {"complied": (state["weight"], float(state["bias"].reshape(-1)[0]))}
         self.verdicts = tuple(self.heads)
         self._lm = None
+        self._last = None  # (the pairs, their features): eval asks for each verdict in turn of the same answers
 
     def score(self, prompts, responses, verdict="complied"):
         _check_lengths(prompts, responses)
@@ -202,7 +232,11 @@ class EmbeddingJudge:
             from unlearnkit.models import load_model
 
             self._lm = load_model("default")  # once per judge: scoring runs once per verdict
-        x = (probe_features(self.features, prompts, responses, lm=self._lm) - self.mean) / self.std
+        pairs = (tuple(prompts), tuple(responses))
+        if self._last is None or self._last[0] != pairs:
+            features = probe_features(self.features, prompts, responses, lm=self._lm, lm_layers=self.lm_layers)
+            self._last = pairs, (features - self.mean) / self.std
+        x = self._last[1]
         weight, bias = self.heads[verdict]
         return (1.0 / (1.0 + np.exp(-(x @ weight + bias)))).astype(float).tolist()
 
