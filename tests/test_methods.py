@@ -461,3 +461,24 @@ def test_packed_rows_place_each_sequence_once_without_overlap():
     for b in range(6):  # each sequence's positions restart at 0
         start = layout.offset[b]
         assert layout.position_ids[layout.row[b], start:start + int(lengths[b])].tolist() == list(range(int(lengths[b])))
+
+
+def test_packed_rows_keep_only_the_logits_a_loss_reads():
+    from unlearnkit.methods.base import IGNORE, PackedRows, answer_positions
+
+    # three sequences whose answers are 5, 2 and 1 tokens long: answer_positions pads each to K + 1 = 6
+    lengths = [9, 6, 4]
+    ids = torch.arange(1, 28).reshape(3, 9) % 50 + 1
+    mask = (torch.arange(9) < torch.tensor(lengths)[:, None]).long()
+    labels = torch.full((3, 9), IGNORE)
+    for b, (n, answer) in enumerate(zip(lengths, (5, 2, 1))):
+        labels[b, n - answer:n] = ids[b, n - answer:n]
+    positions, aligned = answer_positions(labels)
+    layout = PackedRows.for_step(ids, mask, labels, positions)
+    reads = [5, 2, 1]
+    per_row = [sum(reads[b] for b in range(3) if layout.row[b] == r) for r in range(layout.rows)]
+    assert layout.keep.shape == (layout.rows, max(per_row))  # not rows x (sequences per row x 6)
+    kept = layout.keep.reshape(-1)
+    for b in range(3):  # every read column maps back to its own position, wherever it was packed
+        for j in range(reads[b]):
+            assert int(kept[layout.take[b, j]]) == int(layout.place(b, positions[b, j]))

@@ -182,21 +182,24 @@ class UnlearnTrainer(Trainer):
         if logits.shape[1] != positions.shape[1]:  # an older model class that computes every position
             logits = torch.take_along_dim(logits, positions[..., None], dim=1)
         hidden_states = out.hidden_states if output_hidden_states else None
+        sizes = [inputs[f"{n}_input_ids"].shape[0] for n in names]
+        # Each group is trimmed to its own longest answer, so that a group has the same shape whichever
+        # groups shared its forward pass (the reference pass may run it alone).
+        widths = [int((group_labels != IGNORE).sum(1).max()) + 1 for group_labels in labels.split(sizes)]
         if packing is not None:
-            logits = packing.unpack_kept(logits)
+            # one gather straight into the groups' trimmed [B, width] layouts (one gather: each index's
+            # backward zero-fills a gradient the size of all the kept logits)
+            take = torch.cat([t[:, :w].reshape(-1) for t, w in zip(packing.take.split(sizes), widths)])
+            kept = logits.reshape(-1, logits.shape[-1])[take]
+            group_logits = [g.view(size, w, -1) for g, size, w in zip(kept.split([s * w for s, w in zip(sizes, widths)]), sizes, widths)]
             if hidden_states is not None:
                 hidden_states = tuple(packing.unpack(h, inputs_width=padded_width) for h in hidden_states)
-        sizes = [inputs[f"{n}_input_ids"].shape[0] for n in names]
-        # split, not one slice per group: a slice's backward zero-fills a gradient the size of all the logits
-        chunks = zip(names, logits.split(sizes), labels.split(sizes),
+        else:  # split, not one slice per group: a slice's backward zero-fills a gradient the size of all the logits
+            group_logits = [g[:, :w] for g, w in zip(logits.split(sizes), widths)]
+        chunks = zip(names, group_logits, labels.split(sizes), widths,
                      zip(*(h.split(sizes) for h in hidden_states)) if output_hidden_states else [None] * len(names))
-        result = {}
-        for n, group_logits, group_labels, hidden in chunks:
-            # Trim to this group's own longest answer, so that a group has the same shape whichever
-            # groups shared its forward pass (the reference pass may run it alone).
-            width = int((group_labels != IGNORE).sum(1).max()) + 1
-            result[n] = GroupOutput(group_logits[:, :width], group_labels[:, :width], inputs[f"{n}_attention_mask"], hidden)
-        return result
+        return {n: GroupOutput(g, group_labels[:, :w], inputs[f"{n}_attention_mask"], hidden)
+                for n, g, group_labels, w, hidden in chunks}
 
     def _shares_prefixes(self, model, attention: str) -> bool:
         """Whether a step may run the prefixes its sequences share once per row: when sharing is on and
@@ -386,7 +389,7 @@ class PackedRows:
     exact, and a shared token's gradient is the sum over the sequences that read it."""
 
     def __init__(self, lengths: torch.Tensor, positions: torch.Tensor, width: int | None = None, prefix: int = 0,
-                 starts: list[int] | None = None, family: list[int] | None = None):
+                 starts: list[int] | None = None, family: list[int] | None = None, reads: list[int] | None = None):
         lengths = [int(n) for n in lengths]
         count = len(lengths)
         self.starts = list(starts) if starts is not None else [prefix] * count
@@ -436,19 +439,25 @@ class PackedRows:
                 n, a, o = lengths[b], self.starts[b], self.offset[b]
                 self.position_ids[r, o:o + n - a] = torch.arange(a, n, device=device)
                 self.owner[r, o:o + n - a], self.parent[r, o:o + n - a] = b, count + c
-        # The kept logit positions: sequence b's [K+1] positions moved to its place in its row (a
-        # position inside a shared prefix points at that prefix), the rows' lists concatenated and
-        # padded to one width; `take` maps them back to [B, K+1].
+        # The kept logit positions: the first reads[b] of sequence b's [K+1] positions (those a loss
+        # reads; by default all) moved to its place in its row (a position inside a shared prefix points
+        # at that prefix), the rows' lists concatenated and padded to one width. `take` maps them back
+        # to [B, K+1]; a column no loss reads maps to the first kept logit. Keeping only what is read
+        # matters: a step's answers differ in length (LLMU: long forget answers, short mismatched
+        # ones), and every kept position costs a vocabulary-wide row of the LM head, forward and back.
         k1, per_row = positions.shape[1], [[] for _ in range(self.rows)]
+        reads = [k1] * count if reads is None else [min(int(n), k1) for n in reads]
         for b in range(count):
             per_row[self.row[b]].append(b)
-        slots = max(len(bs) for bs in per_row) * k1
+        slots = max(1, max(sum(reads[b] for b in bs) for bs in per_row))
         self.keep = torch.zeros(self.rows, slots, dtype=torch.long, device=device)
         self.take = torch.zeros(count, k1, dtype=torch.long, device=device)
         for r, bs in enumerate(per_row):
-            for i, b in enumerate(bs):
-                self.keep[r, i * k1:(i + 1) * k1] = self.place(b, positions[b])
-                self.take[b] = r * slots + i * k1 + torch.arange(k1, device=device)
+            at = 0
+            for b in bs:
+                self.keep[r, at:at + reads[b]] = self.place(b, positions[b, :reads[b]])
+                self.take[b, :reads[b]] = r * slots + at + torch.arange(reads[b], device=device)
+                at += reads[b]
 
     @classmethod
     def for_step(cls, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
@@ -459,12 +468,13 @@ class PackedRows:
         4× 16.9 s); and only where that runs fewer positions than plain packing (with rows of one
         sequence each it would save nothing)."""
         lengths = mask.sum(1)
-        plain = cls(lengths, positions, width=width)
+        reads = (labels[:, 1:] != IGNORE).sum(1).tolist()  # answer_positions' columns that predict a token
+        plain = cls(lengths, positions, width=width, reads=reads)
         if not share:
             return plain
         prefix = shared_prefix_length(ids, mask)
         starts, family = prompt_families(ids, mask, labels, prefix)
-        shared = cls(lengths, positions, width=2 * plain.width, prefix=prefix, starts=starts, family=family)
+        shared = cls(lengths, positions, width=2 * plain.width, prefix=prefix, starts=starts, family=family, reads=reads)
         return shared if shared.shares and shared.rows * shared.width < plain.rows * plain.width else plain
 
     def place(self, b: int, t: torch.Tensor) -> torch.Tensor:
@@ -493,10 +503,6 @@ class PackedRows:
         if boolean:
             return allowed
         return torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
-
-    def unpack_kept(self, logits: torch.Tensor) -> torch.Tensor:
-        """[rows, slots, V] logits at `keep` → [B, K+1, V] in the padded layout's order."""
-        return logits.reshape(-1, logits.shape[-1])[self.take]
 
     def unpack(self, hidden: torch.Tensor, inputs_width: int) -> torch.Tensor:
         """[rows, width, H] → [B, inputs_width, H]; positions past a sequence's end repeat its last
