@@ -121,6 +121,10 @@ def test_a_probe_judge_reads_the_features_its_weights_name(tmp_path, tiny_model,
     assert judge.score(prompts, answers, verdict="harmful_content") == pytest.approx(expected.tolist(), rel=1e-5)
     with pytest.raises(UnlearnkitError, match="unknown judge features"):
         judge_module.probe_features("bert", prompts, answers)
+    mismatched = judge_module.EmbeddingJudge(weights, name="stale")
+    mismatched._lm, mismatched.lm_layers = (tiny_model, tokenizer), (1,)  # as if its weights named fewer layers
+    with pytest.raises(UnlearnkitError, match="expects .* features .* retrain it"):
+        mismatched.score(prompts, answers, verdict="harmful_content")
     # asked again about the same answers (eval asks once per verdict), it reads them once
     monkeypatch.setattr(judge_module, "probe_features", lambda *a, **k: pytest.fail("featurized the same answers twice"))
     assert judge.score(prompts, answers, verdict="harmful_content") == pytest.approx(expected.tolist(), rel=1e-5)

@@ -235,6 +235,9 @@ class EmbeddingJudge:
         pairs = (tuple(prompts), tuple(responses))
         if self._last is None or self._last[0] != pairs:
             features = probe_features(self.features, prompts, responses, lm=self._lm, lm_layers=self.lm_layers)
+            if features.shape[1] != self.mean.shape[0]:  # e.g. weights made before they recorded their LM layers
+                raise UnlearnkitError(f"judge '{self.name}' expects {self.mean.shape[0]} features but '{self.features}' at LM "
+                                      f"layers {self.lm_layers} gives {features.shape[1]}: retrain it with scripts/train_judge.py")
             self._last = pairs, (features - self.mean) / self.std
         x = self._last[1]
         weight, bias = self.heads[verdict]
