@@ -44,23 +44,20 @@ def public_prompts(n_advbench: int, n_jbb: int, seed: int) -> list[dict]:
 
 
 def suite_train_prompts(n: int, seed: int, labelled: Path) -> list[dict]:
-    """n harmful prompts of the bundled suite's train split, none within MiniLM cosine NEAR of a
-    test-split prompt and none already in `labelled`."""
-    import numpy as np
-
+    """n harmful prompts of the bundled suite's train split, none a prompt the judge may not train on
+    (train_judge.suite_test_groups: a test-split prompt or a near paraphrase of one) and none already
+    in `labelled`."""
     from unlearnkit.data.suite import load_suite
-    from unlearnkit.evaluation.embeddings import embed
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from train_judge import NEAR
+    from train_judge import suite_test_groups
 
     done = {json.loads(line)["prompt"].strip().lower() for line in open(labelled)}
     train = [r for r in load_suite("standard:train")["harmful"] if r["prompt"].strip().lower() not in done]
-    test = [r["prompt"].strip().lower() for r in load_suite("standard")["harmful"]]
-    far = (embed([r["prompt"].strip().lower() for r in train]) @ embed(test).T).max(1) < NEAR
+    near_test = suite_test_groups([{"group": r["prompt"]} for r in train])
     pool = [{"prompt": r["prompt"], "prompt_source": "jbb" if "Jailbreak" in r.get("source", "") else "advbench",
              "category": r.get("category", "") if "Jailbreak" in r.get("source", "") else ""}
-            for r, keep in zip(train, np.asarray(far)) if keep]
+            for r in train if r["prompt"].strip().lower() not in near_test]
     return random.Random(seed).sample(pool, min(n, len(pool)))
 
 

@@ -209,7 +209,8 @@ def out_of_fold(rows, x, verdict, target_source, l2, jbb_weight, near, jbb_label
     scores = {}
     for k in range(FOLDS):
         held, unseen = held_out(rows, k, {target_source}, near)
-        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in unseen | reserved]
+        excluded = unseen | reserved
+        train = [i for i, r in enumerate(rows) if r["group"].strip().lower() not in excluded]
         head = fit_head([rows[i] for i in train], x[train], verdict, l2, jbb_weight, jbb_labels)
         test = [i for i, r in enumerate(rows) if r["source"] == target_source and r[verdict] is not None
                 and r["group"].strip().lower() in held]
