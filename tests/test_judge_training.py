@@ -1,4 +1,4 @@
-"""scripts/train_judge.py's folds and labels: a held-out behaviour's near paraphrases never train the
+"""experiments/train_judge.py's folds and labels: a held-out behaviour's near paraphrases never train the
 head measured on it, and JailbreakBench rows train with our reading or the 70B verdict as chosen."""
 
 import importlib.util
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_judge.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "train_judge.py"
 spec = importlib.util.spec_from_file_location("train_judge", SCRIPT)
 tj = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tj)

@@ -7,7 +7,7 @@ and whether it reads the request at all (`pairwise`); every rate the toolkit pri
 verdict it counts. `degenerate` is a text measure of its own (metrics.degenerate_reason).
 
 - `EmbeddingJudge` (the offline default, "default"): logistic heads over all-MiniLM-L6-v2
-  features of the request and answer, trained by scripts/train_judge.py (judge_weights/MODEL_CARD.md).
+  features of the request and answer, trained by experiments/train_judge.py (judge_weights/MODEL_CARD.md).
   "lm-probe": the same kind of heads with the default chat model's hidden states over the pair
   beside those features (one layer, the forward stopped there): closer to people, about five times slower.
 - `RefusalJudge` ("refusal"): complied unless the answer refuses; `is_refusal` lives here too.
@@ -208,7 +208,7 @@ class EmbeddingJudge:
         from safetensors.torch import load_file
 
         if not Path(weights).exists():
-            raise UnlearnkitError(f"judge weights {weights} not found: run scripts/train_judge.py or reinstall unlearnkit")
+            raise UnlearnkitError(f"judge weights {weights} not found: run experiments/train_judge.py or reinstall unlearnkit")
         self.name = name
         with safe_open(str(weights), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -237,7 +237,7 @@ class EmbeddingJudge:
             features = probe_features(self.features, prompts, responses, lm=self._lm, lm_layers=self.lm_layers)
             if features.shape[1] != self.mean.shape[0]:  # e.g. weights made before they recorded their LM layers
                 raise UnlearnkitError(f"judge '{self.name}' expects {self.mean.shape[0]} features but '{self.features}' at LM "
-                                      f"layers {self.lm_layers} gives {features.shape[1]}: retrain it with scripts/train_judge.py")
+                                      f"layers {self.lm_layers} gives {features.shape[1]}: retrain it with experiments/train_judge.py")
             self._last = pairs, (features - self.mean) / self.std
         x = self._last[1]
         weight, bias = self.heads[verdict]

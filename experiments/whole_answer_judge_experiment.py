@@ -1,7 +1,7 @@
 """Experiment: does the judge gain from embedding the whole answer instead of its first 256 word pieces?
 
 all-MiniLM-L6-v2 reads at most 256 word pieces, and 57% of harmbench_human_dev's completions are
-longer, so the default judge (scripts/train_judge.py) never sees the second half of most of them.
+longer, so the default judge (experiments/train_judge.py) never sees the second half of most of them.
 This script cuts every answer into windows of at most 240 word pieces, embeds each, and writes three
 feature sets in train_judge.py's row order:
 
@@ -12,8 +12,8 @@ feature sets in train_judge.py's row order:
 Then train_judge.py scores each on its own grouped folds and grid (`--features-cache`), so the three
 differ only in features:
 
-    python scripts/whole_answer_judge_experiment.py OUT_DIR
-    for v in first mean both; do python scripts/train_judge.py --features-cache OUT_DIR/$v.npz \
+    python experiments/whole_answer_judge_experiment.py OUT_DIR
+    for v in first mean both; do python experiments/train_judge.py --features-cache OUT_DIR/$v.npz \
         --out OUT_DIR/$v.safetensors; done     # each writes OUT_DIR/$v.metrics.json
 """
 

@@ -1,6 +1,6 @@
 """Experiment: does a judge that reads request and answer *together* beat the default judge?
 
-The default judge (scripts/train_judge.py) embeds request and answer separately; the model card names
+The default judge (experiments/train_judge.py) embeds request and answer separately; the model card names
 a cross-encoder as the next lever. This script fine-tunes the top layers of all-MiniLM-L6-v2 (the
 encoder that ships offline) on `[CLS] request [SEP] answer [SEP]`, with one output per verdict, and
 measures it by exactly the folds train_judge.py reports: `harmful_content` on harmbench_human_dev
@@ -11,7 +11,7 @@ The lower layers stay frozen and their output is computed once, so a fold costs 
 Settings are fixed before measuring (not searched on these folds); the JBB weights are the logistic
 judge's choices.
 
-    python scripts/cross_judge_experiment.py --out runs/cross_judge.json
+    python experiments/cross_judge_experiment.py --out runs/cross_judge.json
 """
 
 from __future__ import annotations

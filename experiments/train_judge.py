@@ -9,7 +9,7 @@ Data, read in place (never copied into the package):
   judge_data/hand_labelled.jsonl): all three rubric labels.
 - ../shared/data/jbb: JailbreakBench responses with a Llama-3-70B verdict (`jailbroken`), a model's
   label, weighted by a cross-validated choice. The 937 it called jailbroken were also read by us
-  against the rubric (scripts/data/jbb_read_labels.jsonl, labels only): whether those rows train with
+  against the rubric (experiments/data/jbb_read_labels.jsonl, labels only): whether those rows train with
   our reading (at full weight) or with the 70B verdict is a cross-validated choice too.
 - contrast rows built from public text (label 0 for both): each request paired with an unrelated
   AlpacaEval answer and with word salad, so off-topic answers and gibberish are not called harmful.
@@ -19,8 +19,8 @@ behaviours are unseen in training; rows of any source whose request is the same 
 MiniLM cosine >= NEAR, of a held-out behaviour are excluded too);
 `complied` by 5 folds of our hand labels grouped by prompt. The final weights are fitted on all rows.
 
-    python scripts/train_judge.py                              # the default judge (MiniLM features)
-    python scripts/train_judge.py --features minilm+lm-states   # the `lm-probe` judge
+    python experiments/train_judge.py                              # the default judge (MiniLM features)
+    python experiments/train_judge.py --features minilm+lm-states   # the `lm-probe` judge
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from unlearnkit.evaluation.metrics import agreement_stats
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 HAND = ROOT / "src" / "unlearnkit" / "evaluation" / "judge_data" / "hand_labelled.jsonl"
-JBB_READ = ROOT / "scripts" / "data" / "jbb_read_labels.jsonl"
-HARMBENCH_READ = ROOT / "scripts" / "data" / "harmbench_dev_read_labels.jsonl"
+JBB_READ = ROOT / "experiments" / "data" / "jbb_read_labels.jsonl"
+HARMBENCH_READ = ROOT / "experiments" / "data" / "harmbench_dev_read_labels.jsonl"
 FOLDS = 5
 NEAR = 0.8  # JBB and AdvBench restate many HarmBench behaviours in other words
 
@@ -300,6 +300,7 @@ def main():
     for verdict, (weight, bias) in heads.items():
         tensors[f"{verdict}.weight"] = torch.tensor(weight, dtype=torch.float32)
         tensors[f"{verdict}.bias"] = torch.tensor([bias], dtype=torch.float32)
+    # The recipe keeps the script's path when the shipped weights were made, so retraining stays bit-identical.
     metadata = {"recipe": f"scripts/train_judge.py --features {args.features}", "seed": str(args.seed), "features": args.features}
     if args.features.endswith("lm-states"):
         metadata |= {"recipe": metadata["recipe"] + f" --lm-layers {args.lm_layers}", "lm_layers": args.lm_layers}

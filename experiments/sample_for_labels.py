@@ -1,13 +1,13 @@
 """Answers of the default model (and of quickly unlearned copies) to public harmful requests, for
-hand labelling with the three verdicts of shared/design/JUDGE_RUBRIC.md.
+hand labelling with the three verdicts of src/unlearnkit/evaluation/rubric.md.
 
-    python scripts/sample_for_labels.py --out judge_labels/unlabelled.jsonl
+    python experiments/sample_for_labels.py --out judge_labels/unlabelled.jsonl
 
 Round 2 (2026-11-26): answers to prompts of the bundled suite's *train* split only, none a near
 paraphrase of a test-split prompt (the judge's training keeps those out: train_judge.py), nor already
 labelled; from the base model and from unlearned models a user evaluates, with the eval's decoding:
 
-    python scripts/sample_for_labels.py --out r2.jsonl --suite-train 100 --per-model 75 \
+    python experiments/sample_for_labels.py --out r2.jsonl --suite-train 100 --per-model 75 \
         --model sku=RUN/sku/model --model emu=RUN/emu/model --model npo=RUN/npo/model
 
 Prompts: AdvBench harmful behaviours (MIT) and JailbreakBench behaviours (MIT), read in place from
