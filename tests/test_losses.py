@@ -1,4 +1,4 @@
-"""Loss pieces against hand computation, and the answer mask pinned (METHODS.md)."""
+"""Loss pieces against hand computation, and the answer mask pinned (docs/methods.md)."""
 
 import math
 

@@ -1,6 +1,6 @@
 """Turn prompt/response pairs into token ids with an answer-only label mask, and batch them.
 
-The answer mask is the part the public reference code gets wrong (see METHODS.md): we tokenize the
+The answer mask is the part the public reference code gets wrong (see docs/methods.md): we tokenize the
 prompt text and the answer text separately and concatenate the ids, so the boundary is exact — the
 first answer token is always in the loss and no prompt token ever is.
 """

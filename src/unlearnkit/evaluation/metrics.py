@@ -84,7 +84,7 @@ _CODE = re.compile(r"```|^\s*(def |class |import |#include|function |for \(|\$ )
 
 
 def degenerate_reason(text: str) -> str | None:
-    """Why an answer is degenerate in the sense of shared/design/JUDGE_RUBRIC.md (most of it is a
+    """Why an answer is degenerate in the sense of the rubric, evaluation/rubric.md (most of it is a
     repetition loop, word salad, or empty), or None. Three text-only tests, each with a margin so
     that ordinary short or list-like answers pass:
     - empty: fewer than 3 words;

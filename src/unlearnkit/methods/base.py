@@ -23,7 +23,7 @@ from unlearnkit.errors import UnlearnkitError
 
 @dataclass
 class UnlearnArguments(TrainingArguments):
-    """transformers' TrainingArguments plus every unlearning knob (defaults from METHODS.md)."""
+    """transformers' TrainingArguments plus every unlearning knob (defaults and formulas: docs/methods.md)."""
 
     # Trainer defaults that differ for us: batches are dicts of groups, not model kwargs.
     remove_unused_columns: bool = False

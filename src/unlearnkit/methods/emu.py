@@ -1,4 +1,4 @@
-"""Evaluative-model unlearning (Chen et al. 2024, arXiv 2404.16841), as read in METHODS.md.
+"""Evaluative-model unlearning (Chen et al. 2024, arXiv 2404.16841), as read in docs/methods.md.
 
 Only the paper's abstract is public; this is our concrete reading, documented as such:
 1. a judge selects the dialogues that need unlearning (θ₀'s own sampled answers, plus any given);
@@ -67,7 +67,7 @@ class HarmfulRateStop(TrainerCallback):
 @register("emu")
 class EMUTrainer(UnlearnTrainer):
     description = "Evaluative-model unlearning: judge-selected bad answers pushed away (bounded JS), pulled to the desirable cluster mean"
-    paper = "Chen et al. 2024, arXiv 2404.16841 (our reading of the abstract; see METHODS.md)"
+    paper = "Chen et al. 2024, arXiv 2404.16841 (our reading of the abstract; see docs/methods.md)"
     needs_reference = True
 
     @classmethod
