@@ -300,8 +300,7 @@ def main():
     for verdict, (weight, bias) in heads.items():
         tensors[f"{verdict}.weight"] = torch.tensor(weight, dtype=torch.float32)
         tensors[f"{verdict}.bias"] = torch.tensor([bias], dtype=torch.float32)
-    # The recipe keeps the script's path when the shipped weights were made, so retraining stays bit-identical.
-    metadata = {"recipe": f"scripts/train_judge.py --features {args.features}", "seed": str(args.seed), "features": args.features}
+    metadata = {"recipe": f"experiments/train_judge.py --features {args.features}", "seed": str(args.seed), "features": args.features}
     if args.features.endswith("lm-states"):
         metadata |= {"recipe": metadata["recipe"] + f" --lm-layers {args.lm_layers}", "lm_layers": args.lm_layers}
         report["lm_layers"] = list(lm_layers)
