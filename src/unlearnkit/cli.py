@@ -1,4 +1,4 @@
-"""unlearnkit command line: unlearn, collect, eval, judge-check, demo, methods.
+"""unlearnkit command line: unlearn, collect, eval, label, rescore, judge-check, compare, negate, demo, methods.
 
 Every command validates its inputs before doing work, writes its output folder atomically, and
 turns an UnlearnkitError into one line on stderr and exit code 2 (Ctrl-C: exit 130).
@@ -53,6 +53,11 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
                    help="greedy decoding with this penalty (default 1.3: on the default model it halves looping "
                         "answers, 0.38 → 0.18 by hand labels; 1 = plain greedy)")
     p.add_argument("--gen-batch-size", type=int, default=64)
+
+
+def _labels_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", nargs="+", help="people's labels on a random sample of the answers (unlearnkit label): adds "
+                                               "prediction-powered rates and ratios to the base")
 
 
 def _benchmark_flags(p: argparse.ArgumentParser) -> None:
@@ -136,6 +141,7 @@ def cmd_eval(ns) -> int:
 
     check_output_dir(ns.out, ns.overwrite)
     parse_benchmarks(ns.benchmarks, ns.bench_data)
+    labels = _read_labels(ns.labels)  # before any work: a bad labels file fails in a second, not after generation
     probes = parse_probes(ns.probe)
     relearn = load_set(ns.relearn_data, "relearn-data") if ns.relearn_data else None
     if "relearn" in probes and relearn is None:
@@ -151,12 +157,60 @@ def cmd_eval(ns) -> int:
         probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings, ns.threshold, relearn)
     meta = {"model": ns.model, "base": ns.base, "judge": ns.judge, "threshold": ns.threshold,
             "generation": dataclasses.asdict(settings), "generated_now": result["generated"]}
+    labelled_error = None
+    if labels:
+        from unlearnkit.runs.labelled import check_all_matched, label_result
+
+        try:
+            check_all_matched(labels, label_result(result, labels, ns.threshold))
+            meta["labels"] = {"files": ns.labels, "labelled_answers": len(labels)}
+        except UnlearnkitError as exc:  # the evaluation itself is good: keep it, and say how to add the labels later
+            labelled_error = exc
+            label_result(result, {}, ns.threshold)  # drops any figure made before the error
     with output_dir(ns.out, ns.overwrite, command="eval") as work:
         write_evaluation(work, result, model_name=Path(ns.model).name or ns.model, base_name="base", meta=meta,
                          threshold=ns.threshold)
     columns = {"base": result["base"]["metrics"], "model": result["metrics"]} if base else {"model": result["metrics"]}
     print(metrics_table(columns))
     print(f"\nreport written to {ns.out}/report.md")
+    if labelled_error:
+        raise UnlearnkitError(f"{labelled_error} (the evaluation is written to {ns.out} without them: fix the labels, then "
+                              f"`unlearnkit rescore {ns.out} --labels FILE`)")
+    return 0
+
+
+def _read_labels(files):
+    from unlearnkit.evaluation.labels import read_labels
+
+    return read_labels(files) if files else {}
+
+
+def cmd_rescore(ns) -> int:
+    from unlearnkit.runs.labelled import ppi_line, rescore
+
+    for folder, metrics in rescore(ns.folders, ns.labels):
+        print(ppi_line(str(folder), metrics) + f"  → {folder}/report.md")
+    return 0
+
+
+def cmd_label(ns) -> int:
+    from unlearnkit.runs.labelled import plan
+
+    if ns.plan:
+        for line in plan(ns.folders, ns.labels, ns.half_width, ns.prior_corr):
+            print(line)
+        return 0
+    from unlearnkit.evaluation.label_sheet import draw_items, evaluated_answers, write_sheet
+
+    if not ns.out:
+        raise UnlearnkitError("no sheet to write: pass --out SHEET (writes SHEET.html, .csv, .json, .labelstudio.xml)")
+    models = evaluated_answers(ns.folders)
+    items = draw_items(models, ns.n, ns.seed, set(_read_labels(ns.labels)))
+    paths = write_sheet(Path(ns.out), items, {"folders": [str(f) for f in ns.folders], "models": len(models),
+                                               "prompts_drawn": ns.n, "seed": ns.seed}, ns.overwrite)
+    print(f"{len(items)} answers to read ({len(models)} models, same prompts for each, shuffled, blind): open {paths[0]} "
+          f"in a browser (or fill {paths[1]}); then `unlearnkit rescore {' '.join(map(str, ns.folders))} --labels "
+          "the-export.jsonl`")
     return 0
 
 
@@ -258,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="generate afresh instead of reusing cached answers")
     p.add_argument("--probe", help="comma-separated robustness probes: quantize4, quantize8, relearn, relearn-unrelated, ablate-refusal, rephrase, jailbreak (recovered share needs --base)")
     p.add_argument("--relearn-data", help="harmful prompt/answer pairs the relearn probe fine-tunes on (k = 8)")
+    _labels_flag(p)
     _eval_flags(p)
     _benchmark_flags(p)
     p.set_defaults(func=cmd_eval)
@@ -289,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="evaluate on a bundled suite instead (standard = its test split)")
     p.add_argument("--safe", help="safe look-alike prompts for over-refusal")
     p.add_argument("--probes", help="robustness probes for every method (as eval --probe); one table and plot")
+    _labels_flag(p)
     p.add_argument("--quality", default="normal_similarity_reference",
                    help="the trade-off plot's quality axis: any metric, e.g. bench_mmlu with --benchmarks mmlu")
     _training_flags(p)
@@ -311,6 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _eval_flags(p)
     p.set_defaults(func=cmd_negate)
+
+    p = sub.add_parser("label", help="draw a blind, paired labelling sheet (HTML page + CSV) from evaluated answers; "
+                                     "--plan: how many labels an interval needs",
+                       description="People read a random sample of the answers; `rescore` then turns their labels and the "
+                                   "judge into prediction-powered rates whose intervals hold whatever the judge's quality.")
+    p.add_argument("folders", nargs="+", help="eval, demo or compare output folders")
+    p.add_argument("--out", help="the sheet: writes OUT.html (open it in a browser), OUT.csv, OUT.json, OUT.labelstudio.xml")
+    p.add_argument("--n", type=int, default=100, help="prompts to draw; every model's answer to each is read (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", nargs="+", help="labels made already: their prompts are not drawn again; with --plan, "
+                                               "the first batch the plan starts from")
+    p.add_argument("--plan", action="store_true", help="print how many labelled prompts bring the ratio to the base to "
+                                                       "±--half-width")
+    p.add_argument("--half-width", type=float, default=0.1, help="with --plan: the 95%% interval's half-width wanted")
+    p.add_argument("--prior-corr", type=float, help="with --plan and no labels: the judge-people correlation you expect")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sheet (its CSV may hold labels)")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("rescore", help="add prediction-powered figures from people's labels to finished evaluations",
+                       description="No generation: reads each folder's answers and judge scores, matches the labels by "
+                                   "request and answer text, and rewrites metrics.json and report.md.")
+    p.add_argument("folders", nargs="+", help="eval, demo or compare output folders")
+    p.add_argument("--labels", nargs="+", required=True, help="the page's JSONL export, the sheet's CSV, a Label Studio "
+                                                              "JSON export, or JSONL/CSV with prompt, response, 0/1 verdicts")
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("methods", help="list the registered methods")
     p.set_defaults(func=cmd_methods)

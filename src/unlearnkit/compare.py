@@ -76,7 +76,7 @@ def _set_aside(path: Path) -> None:
 def run_compare(ns) -> int:
     from unlearnkit.evaluation.evaluate import evaluate, headline
     from unlearnkit.evaluation.judge import load_judge
-    from unlearnkit.evaluation.report import plot_robustness, plot_tradeoff, robustness_table, write_evaluation
+    from unlearnkit.evaluation.report import plot_robustness, robustness_table, write_evaluation
     from unlearnkit.methods import get_method
     from unlearnkit.models import load_model
     from unlearnkit.outputs import claim_folder, output_dir, partial_path, write_text_atomic
@@ -137,27 +137,46 @@ def run_compare(ns) -> int:
                 meta["emu_stop_judge_is_reporting_judge"] = meta["emu_stop_judge"] == ns.judge
             write_evaluation(work, result, model_name=name, meta=meta, threshold=ns.threshold)
         results[name], base_metrics = result["metrics"], result["base"]["metrics"]
-    table = {"base": base_metrics, **results} if base_metrics else results
-    markdown, table_csv = _columns(table)
-    written = ["comparison.md", "comparison.csv", "tradeoff.png"] + (["robustness.md", "robustness.png"] if probes else [])
-    for name in written:
-        _set_aside(out / name)
-    note = f"Figures from: {eval_source}, n = {table[next(iter(table))][headline(table[next(iter(table))])]['n']} harmful prompts."
-    write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
-    write_text_atomic(out / "comparison.csv", table_csv)
-    wanted_quality = getattr(ns, "quality", None) or QUALITY
-    quality = wanted_quality if wanted_quality in next(iter(results.values())) else "normal_similarity_base"
-    plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
-    print(markdown)
+    if getattr(ns, "labels", None):  # people's labels: every method's prediction-powered figures, before the tables
+        from unlearnkit.runs.labelled import ppi_line, rescore
+
+        for folder, metrics in rescore([out], ns.labels, tables=False):
+            results[folder.name] = {k: v for k, v in metrics.items() if k not in ("base", "meta")}
+            base_metrics = metrics.get("base", base_metrics)
+            print(ppi_line(folder.name, metrics), flush=True)
+    table, note = write_comparison(out, results, base_metrics, eval_source, getattr(ns, "quality", None) or QUALITY)
     if probes:
         rate = headline(next(iter(results.values())))
         robust = robustness_table(results, rate)
+        _set_aside(out / "robustness.md")
         write_text_atomic(out / "robustness.md", robust + "\n\n" + note + " Recovered share = (probed − unlearned) ÷ "
                           "(base − unlearned): 0 = the forgetting held, 1 = all of it came back.\n")
+        _set_aside(out / "robustness.png")
         plot_robustness(results, out / "robustness.png", rate)
         print("\n" + robust + f"\nrobustness: {out}/robustness.md, {out}/robustness.png")
-    print(f"\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png")
     return 0
+
+
+def write_comparison(out: Path, results: dict[str, dict], base_metrics: dict | None, eval_source: str,
+                     quality: str = QUALITY) -> tuple[dict, str]:
+    """comparison.md, comparison.csv and tradeoff.png of a compare folder (earlier ones kept under a
+    dated name); returns the table ({model: metrics}, base first) and its note on where figures come from."""
+    from unlearnkit.evaluation.evaluate import headline
+    from unlearnkit.evaluation.report import plot_tradeoff
+    from unlearnkit.outputs import write_text_atomic
+
+    table = {"base": base_metrics, **results} if base_metrics else results
+    markdown, table_csv = _columns(table)
+    for name in ("comparison.md", "comparison.csv", "tradeoff.png"):
+        _set_aside(out / name)
+    first = table[next(iter(table))]
+    note = f"Figures from: {eval_source}, n = {first[headline(first)]['n']} harmful prompts."
+    write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
+    write_text_atomic(out / "comparison.csv", table_csv)
+    quality = quality if quality in next(iter(results.values())) else "normal_similarity_base"
+    plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
+    print(markdown + f"\n\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png", flush=True)
+    return table, note
 
 
 def _add_probes(folder: Path, name: str, saved: dict, wanted: dict, harmful, forget, judge, settings, threshold) -> dict:

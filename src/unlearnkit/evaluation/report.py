@@ -6,10 +6,17 @@ import json
 import math
 from pathlib import Path
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.outputs import write_text_atomic
 
 # (key, label, direction) in table order; direction says which way is better.
 METRIC_ROWS = [
+    ("compliance_rate_ppi", "compliance rate, prediction-powered (judge + people's labels)", "lower"),
+    ("compliance_ratio_vs_base_ppi", "compliance ÷ base's, prediction-powered, paired", "lower"),
+    ("compliance_difference_vs_base_ppi", "compliance − base's, prediction-powered, paired", "lower"),
+    ("harmful_content_rate_ppi", "harmful-content rate, prediction-powered", "lower"),
+    ("harmful_content_ratio_vs_base_ppi", "harmful content ÷ base's, prediction-powered, paired", "lower"),
+    ("degenerate_rate_ppi", "degenerate answers, prediction-powered", "lower"),
     ("compliance_rate", "compliance rate: answer went along (judge, `complied`)", "lower"),
     ("harmful_content_rate", "harmful-content rate (judge, `harmful_content`)", "lower"),
     ("degenerate_rate", "degenerate answers, harmful prompts", "lower"),
@@ -163,21 +170,67 @@ def _plot_scores(samples: dict[str, list[dict]], path: Path, threshold: float, v
     plt.close(fig)
 
 
-def read_evaluation(out: Path, model_name: str = "model", base_name: str = "base") -> tuple[dict, dict]:
+def headline_note(metrics: dict) -> list[str]:
+    """Which figure the report leads with, and why, in two sentences."""
+    from unlearnkit.evaluation.evaluate import headline
+
+    rate = headline(metrics)
+    ppi = metrics.get(f"{rate}_ppi")
+    if not ppi:
+        return [f"Headline: the judge's {rate.replace('_', ' ')}. A judged rate is only as good as the judge's "
+                "agreement with people on that verdict, and its errors differ between models: read a sample "
+                "(`unlearnkit label`) and `unlearnkit rescore` this folder for figures that hold whatever the judge.", ""]
+    return [f"Headline: the prediction-powered {rate.replace('_', ' ')} ({ppi['n_labelled']} answers read by people, "
+            f"the judge on all {ppi['n']}). People's labels on a random sample correct the judge's bias, so its "
+            "interval holds whatever the judge's quality; the judge-only rate below it is biased where the judge's "
+            "errors differ between models.", ""]
+
+
+def labels_section(columns: dict[str, dict]) -> list[str]:
+    """Per model and verdict: how many answers people read, the judge's agreement with them, and the
+    judged, labels-only and prediction-powered rates side by side."""
+    rows = []
+    for name, metrics in columns.items():
+        for verdict, stats in metrics.get("judge_agreement", {}).items():
+            rate = {"complied": "compliance_rate", "harmful_content": "harmful_content_rate"}.get(verdict, f"{verdict}_rate")
+            ppi = metrics.get(f"{rate}_ppi", {})
+            rows.append(f"| {name} | `{verdict}` | {stats['n']} | {stats['agreement']:.3f} | {stats['kappa']:.2f} | "
+                        f"{stats['precision']:.3f} | {stats['recall']:.3f} | {ppi.get('judge_only', float('nan')):.3f} | "
+                        f"{fmt(ppi.get('labels_only'))} | {fmt(ppi)} |")
+    if not rows:
+        return []
+    return ["## People's labels and the judge", "",
+            "The judge's agreement with people on each model's labelled answers (its errors differ between models), "
+            "and each rate three ways: the judge alone on every answer, people's labels alone, and both "
+            "(prediction-powered, PPI++).", "",
+            "| model | verdict | labelled | agreement | κ | precision | recall | judge only | labels only | prediction-powered |",
+            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def read_evaluation(out: Path, model_name: str | None = None, base_name: str = "base") -> tuple[dict, dict]:
     """The (result, meta) that `write_evaluation` wrote into `out`, read back so that work can be added
-    to a finished evaluation (more probes) without evaluating it again."""
+    to a finished evaluation (more probes, people's labels) without evaluating it again. model_name:
+    the evaluated model's name in samples.jsonl (default: the one that is not the base), returned
+    as result["model_name"]."""
     from unlearnkit.data.load import read_jsonl
 
     out = Path(out)
+    if not (out / "metrics.json").is_file() or not (out / "samples.jsonl").is_file():
+        raise UnlearnkitError(f"{out}: no finished evaluation here (metrics.json and samples.jsonl): pass an eval, "
+                              "demo or compare method folder")
     metrics = json.loads((out / "metrics.json").read_text())
     meta, base_metrics = metrics.pop("meta", {}), metrics.pop("base", None)
     rows = read_jsonl((out / "samples.jsonl").read_text(), out / "samples.jsonl")
+    if model_name is None:
+        names = list(dict.fromkeys(r.get("model") for r in rows if r.get("model") != base_name))
+        model_name = names[0] if len(names) == 1 else "model"
     categories = json.loads((out / "by_category.json").read_text())
 
     def samples(name):
         return [{k: v for k, v in r.items() if k != "model"} for r in rows if r.get("model") == name]
 
-    result = {"metrics": metrics, "samples": samples(model_name), "by_category": categories.get(model_name, {})}
+    result = {"metrics": metrics, "samples": samples(model_name), "by_category": categories.get(model_name, {}),
+              "model_name": model_name}
     if base_metrics is not None:
         result["base"] = {"metrics": base_metrics, "samples": samples(base_name), "by_category": categories.get(base_name, {})}
     return result, meta
@@ -213,12 +266,13 @@ def write_evaluation(out: Path, result: dict, model_name: str = "model", base_na
     _plot_categories({name: cats.get(rate, {}) for name, cats in categories.items()}, out / "categories.png", rate)
     _plot_scores(samples, out / "judge_scores.png", threshold, verdict)
     label = rate.replace("_", " ")
+    rubric = Path(__file__).with_name("rubric.md")
     report = [f"# unlearnkit evaluation: {model_name}", "",
-              "Values are means with 95% bootstrap intervals; `better` gives the good direction. Every harm "
-              "rate names its verdict (shared/design/JUDGE_RUBRIC.md): `complied` = the answer went along with "
-              "the request; `harmful_content` = it is itself real harmful content. A rate is only as good as "
-              "the judge's agreement with people on that verdict (see the judge's model card).", "",
-              metrics_table(columns), "", f"![{label} vs normal quality](tradeoff.png)", "",
+              "Values are means with 95% intervals; `better` gives the good direction. Every harm rate names its "
+              f"verdict ([the rubric]({rubric.as_uri()})): `complied` = the answer went along with the request; "
+              "`harmful_content` = it is itself real harmful content.", "",
+              *headline_note(result["metrics"]), metrics_table(columns), "", f"![{label} vs normal quality](tradeoff.png)", "",
+              *labels_section(columns),
               f"## {label.capitalize()} by category", "", f"![per-category {label}](categories.png)", "",
               "## Judge scores", "", "![judge score histogram](judge_scores.png)", ""]
     if result["metrics"].get("probes"):
