@@ -71,14 +71,16 @@ def keep_log_until(log: Path, step: int) -> None:
 
 
 def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume: bool, extra_config: dict | None = None):
-    """Train one method into `work` (model/, config.yaml, train_log.jsonl and, for negation methods,
-    harmful/ — the LoRA adapter or full model before negation, so `negate` can rescale λ later).
+    """Train one method into `work` (model/ with its model card README.md, config.yaml, train_log.jsonl
+    and, for negation methods, harmful/ — the LoRA adapter or full model before negation, so `negate`
+    can rescale λ later).
     Returns (model, tokenizer, summary)."""
     import yaml
 
     from unlearnkit.methods import unlearn
     from unlearnkit.methods.train import JsonlLogCallback
     from unlearnkit.models import load_model, model_dir, save_model
+    from unlearnkit.models.card import write_model_card
     from unlearnkit.outputs import write_text_atomic
 
     args = make_arguments(fields, work)
@@ -97,6 +99,11 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     chosen = getattr(args, "lora_targets_chosen", None)
     if trainer.is_world_process_zero():
         save_model(model, tokenizer, work / "model")
+        write_model_card(work / "model", model_name, args.method,
+                         {**fields, "learning_rate": args.learning_rate, "lora": args.lora, "lora_targets_chosen": chosen,
+                          "steps": trainer.state.global_step, "processes": trainer.accelerator.num_processes},
+                         {role: {"name": (extra_config or {}).get(role), "size": len(rows) if rows is not None else None}
+                          for role, rows in (("forget", forget), ("retain", retain))})
         if chosen:  # what `all-linear` meant for this model, on record
             write_text_atomic(work / "config.yaml", yaml.safe_dump({**config, "lora_targets_chosen": chosen}, sort_keys=False))
     trainer.accelerator.wait_for_everyone()  # rank 0 renames the folder only after every rank is done in it
