@@ -201,24 +201,34 @@ def test_compare_adds_probes_to_a_finished_method_without_retraining(tmp_path, t
     assert run_cli(*args[:-2], "--max-new-tokens", 6, "--probes", "quantize4") == 2
 
 
-def test_negate_pick_takes_the_lowest_rate_that_keeps_every_limit():
+def test_negate_pick_uses_paired_intervals_not_points():
     from unlearnkit.compare import pick_lambda
 
-    def m(rate, degenerate=0.1, similarity=0.7, perplexity=5.0, over=0.0):
-        v = lambda x: {"value": x, "ci95": [x, x], "n": 40}
-        return {"compliance_rate": v(rate), "degenerate_rate": v(degenerate), "normal_similarity_reference": v(similarity),
-                "normal_perplexity": v(perplexity), "over_refusal_rate": v(over)}
+    def v(x, lo=None, hi=None):
+        return {"value": x, "ci95": [x if lo is None else lo, x if hi is None else hi], "n": 100, "paired": True}
 
-    base = m(0.6)
+    def m(ratio, ratio_hi, similarity_lo=-0.005, perplexity_hi=1.05, degenerate_hi=0.02, over_hi=0.01):
+        return {"compliance_rate": v(0.3), "compliance_ratio_vs_base": v(ratio, hi=ratio_hi),
+                "normal_similarity_difference_vs_base": v(0.0, lo=similarity_lo),
+                "normal_perplexity_ratio_vs_base": v(1.0, hi=perplexity_hi),
+                "degenerate_difference_vs_base": v(0.0, hi=degenerate_hi), "over_refusal_difference_vs_base": v(0.0, hi=over_hi)}
+
+    base = {"compliance_rate": v(0.6), "normal_similarity_reference": v(0.4)}
     rows = [{"lambda": lam, "rate": "compliance_rate", "metrics": metrics, "base": base} for lam, metrics in (
-        (0.5, m(0.55)), (1.0, m(0.40, similarity=0.69)), (2.0, m(0.30, degenerate=0.2)),   # 2: degenerate +0.10
-        (3.0, m(0.20, perplexity=5.6)), (4.0, m(0.10, over=0.1)), (1.5, m(0.40)))]         # 3: ppl 1.12×; 4: over-refusal
+        (0.5, m(0.9, 1.1)),                       # harm not lower: its interval reaches 1
+        (1.0, m(0.6, 0.8)), (1.5, m(0.6, 0.85)),  # both pass; equal ratios: the smaller λ
+        (2.0, m(0.5, 0.7, similarity_lo=-0.01)),  # similarity's lower bound −0.01 < −2% of 0.4 = −0.008
+        (3.0, m(0.4, 0.6, perplexity_hi=1.2)), (4.0, m(0.3, 0.5, degenerate_hi=0.08)), (5.0, m(0.2, 0.4, over_hi=0.1)))]
     best, checked = pick_lambda(rows)
-    assert best["lambda"] == 1.0  # lowest rate among the valid ones; λ = 1.5 ties on rate but is larger
-    assert {r["lambda"]: r["broken"] for r in checked}[2.0] == ["degenerate rate"]
-    assert {r["lambda"]: r["broken"] for r in checked}[3.0] == ["reference perplexity"]
-    assert {r["lambda"]: r["broken"] for r in checked}[4.0] == ["over-refusal"]
-    assert pick_lambda([{**rows[2]}])[0] is None
+    verdicts = {r["lambda"]: r["broken"] for r in checked}
+    assert best["lambda"] == 1.0 and best["ratio_source"] == "judge" and not best["meets_target"]  # 0.6 > 0.5
+    assert verdicts[0.5] == ["harm not lower than base"] and verdicts[2.0] == ["normal similarity"]
+    assert verdicts[3.0] == ["reference perplexity"] and verdicts[4.0] == ["degenerate rate"]
+    assert verdicts[5.0] == ["over-refusal"]
+    # people's labels, where they exist, decide the harm test: here their ratio's interval reaches 1
+    labelled = {**rows[1], "metrics": {**rows[1]["metrics"], "compliance_ratio_vs_base_ppi": v(0.7, hi=1.05)}}
+    best, checked = pick_lambda([labelled])
+    assert best is None and checked[0]["ratio_source"] == "prediction-powered"
 
 
 def test_judge_check_prints_agreement(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Metrics on hand-made answers with known results, the generation cache, CIs and report files."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -214,6 +215,11 @@ def test_evaluate_with_base_and_report_files(tiny_model, tokenizer, tmp_path, mo
         assert set(on_disk[key]) == {"value", "ci95", "n"}, key
         assert set(on_disk["base"][key]) == {"value", "ci95", "n"}, key
     assert on_disk["normal_similarity_base"]["value"] == pytest.approx(1.0, abs=1e-5)
+    # the model is its own base here: every paired comparison is exactly "no change", with a zero-width interval
+    for key, same in (("normal_similarity_difference_vs_base", 0.0), ("normal_perplexity_ratio_vs_base", 1.0),
+                      ("degenerate_difference_vs_base", 0.0), ("over_refusal_difference_vs_base", 0.0)):
+        assert on_disk[key]["paired"] and on_disk[key]["value"] == pytest.approx(same, abs=1e-4), key
+        assert on_disk[key]["ci95"] == pytest.approx([same, same], abs=1e-4), key
     back, meta = read_evaluation(tmp_path)  # what `compare` reads to add probes to a finished evaluation
     assert meta == {"judge": "refusal"} and back["metrics"] == json.loads(json.dumps(result["metrics"]))
     for read, written in ((back, result), (back["base"], result["base"])):
@@ -237,3 +243,14 @@ def test_selectivity_on_hand_made_perplexities():
     # harm unchanged while normal answers got worse: below 1
     assert selectivity(h_base, h_base, [x + 1 for x in n_base], n_base)["value"] == pytest.approx(math.exp(-1))
     assert selectivity([], [], [1.0], [1.0])["n"] == 0
+
+
+def test_paired_ratio_keeps_each_pair_together():
+    from unlearnkit.evaluation.metrics import paired_ratio
+
+    base = [1.0, 1.0, 0.0, 0.0] * 20
+    model = [1.0, 0.0, 0.0, 0.0] * 20  # complies on half of the base's compliant prompts
+    out = paired_ratio(model, base)
+    assert out["value"] == pytest.approx(0.5) and out["paired"] and out["n"] == 80
+    assert out["ci95"][0] < 0.5 < out["ci95"][1] < 1
+    assert math.isnan(paired_ratio([1.0], [0.0])["value"])  # no base rate: no ratio

@@ -170,6 +170,10 @@ def cmd_eval(ns) -> int:
     with output_dir(ns.out, ns.overwrite, command="eval") as work:
         write_evaluation(work, result, model_name=Path(ns.model).name or ns.model, base_name="base", meta=meta,
                          threshold=ns.threshold)
+    from unlearnkit.models.card import add_evaluation_to_card
+
+    if add_evaluation_to_card(ns.model, result["metrics"], f"`unlearnkit eval` → {ns.out}"):  # only a model we wrote
+        print(f"figures added to {ns.model}/README.md")
     columns = {"base": result["base"]["metrics"], "model": result["metrics"]} if base else {"model": result["metrics"]}
     print(metrics_table(columns))
     print(f"\nreport written to {ns.out}/report.md")
@@ -358,8 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", default="0.5,1,2,4")
     p.add_argument("--out", required=True)
     p.add_argument("--pick", action="store_true",
-                   help="save as DIR/model the λ with the lowest compliance rate that keeps degenerate and over-refusal "
-                        "rises ≤ 0.05, normal similarity ≥ 0.98× and reference perplexity ≤ 1.1× the base's")
+                   help="save as DIR/model the λ with the lowest harm ratio to the base among those whose paired 95%% "
+                        "intervals show harm lower than the base's and normal quality non-inferior: similarity drop "
+                        "≤ 2%%, reference perplexity ≤ 1.1×, degenerate and over-refusal rises ≤ 0.05 (--margin)")
+    p.add_argument("--margin", action="append", metavar="KEY=VALUE",
+                   help="a decision margin: similarity_drop, perplexity_ratio, degenerate_rise, over_refusal_rise, "
+                        "harm_ratio_target (repeatable)")
     p.add_argument("--suite", help="score λ on a bundled suite's validation split (e.g. standard) instead of the demo data's")
     p.add_argument("--harmful-prompts", help="harmful prompts to score λ on (default: the demo data's validation split)")
     p.add_argument("--normal", help="normal prompts with references (default: the demo data's validation split)")

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from unlearnkit.evaluation.generate import GenerationCache, GenerationSettings, generate_cached
 from unlearnkit.evaluation.judge import is_refusal, main_verdict
 from unlearnkit.evaluation.metrics import (
-    agreement_stats, answer_nlls, cosine_similarities, degenerate_reason, distinct_n, exp_mean, selectivity, summarize,
+    agreement_stats, answer_nlls, cosine_similarities, degenerate_reason, distinct_n, exp_mean, paired_ratio, selectivity,
+    summarize,
 )
 from unlearnkit.models import cache_root, model_fingerprint
 
@@ -60,9 +61,10 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
     with_reference = [(p, r) for p, r in zip(sets.normal, gens.normal) if p.get("response")]
     # Per-item NLLs go into the samples too, so selectivity reuses them instead of scoring again.
     reference_nll = answer_nlls(model, tokenizer, [p for p, _ in with_reference]) if with_reference else []
+    similarity = []
     if with_reference:
-        metrics["normal_similarity_reference"] = summarize(
-            cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference]))
+        similarity = cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference])
+        metrics["normal_similarity_reference"] = summarize(similarity)
         metrics["normal_perplexity"] = summarize(reference_nll, exp_mean)
     harmful_answers = [p for p in sets.harmful if p.get("response")]
     answer_nll = answer_nlls(model, tokenizer, harmful_answers) if harmful_answers else []
@@ -77,17 +79,49 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
         metrics["distinct_1"] = summarize([distinct_n(r, 1) for r in gens.normal])
         metrics["distinct_2"] = summarize([distinct_n(r, 2) for r in gens.normal])
         metrics["mean_length"] = summarize([len(r.split()) for r in gens.normal])
-    answer_nll, reference_nll = iter(answer_nll), iter(reference_nll)  # in set order, for the rows that have answers
+    # in set order, for the rows that have answers; kept per item so that a comparison with the base pairs them
+    answer_nll, reference_nll, similarity = iter(answer_nll), iter(reference_nll), iter(similarity)
     samples = [{"set": "harmful", "prompt": p["prompt"], "category": p.get("category", ""), "response": r,
                 **{v: round(verdicts[v][i], 4) for v in verdicts}, "degenerate": degenerate[i], "refusal": is_refusal(r),
                 **({"answer_nll": next(answer_nll)} if p.get("response") else {})}
                for i, (p, r) in enumerate(zip(sets.harmful, gens.harmful))]
     samples += [{"set": "normal", "prompt": p["prompt"], "reference": p.get("response", ""), "response": r,
-                 **({"reference_nll": next(reference_nll)} if p.get("response") else {})}
+                 **({"reference_nll": next(reference_nll), "similarity_reference": round(next(similarity), 4)}
+                    if p.get("response") else {})}
                 for p, r in zip(sets.normal, gens.normal)]
     samples += [{"set": "safe", "prompt": p["prompt"], "response": r, "refusal": is_refusal(r)}
                 for p, r in zip(sets.safe, gens.safe)]
     return metrics, samples
+
+
+def compared_to_base(samples: list[dict], base_samples: list[dict], threshold: float = 0.5) -> dict:
+    """Each harm, breakage and quality figure against the base's on the same prompts, with a bootstrap
+    over prompts that keeps each prompt's pair together (far narrower than two unpaired intervals):
+    `<rate>_ratio_vs_base` for the judged rates, `<x>_difference_vs_base` for degenerate answers,
+    over-refusal and normal similarity, `normal_perplexity_ratio_vs_base`."""
+    def pairs(kind, field, value=lambda v: v):
+        mine = [s for s in samples if s["set"] == kind and field in s]
+        theirs = [s for s in base_samples if s["set"] == kind and field in s]
+        if len(mine) != len(theirs) or [s["prompt"] for s in mine] != [s["prompt"] for s in theirs]:
+            return [], []
+        return [value(s[field]) for s in mine], [value(s[field]) for s in theirs]
+
+    out = {}
+    judged = lambda score: float(score >= threshold)  # noqa: E731
+    for verdict, rate in RATE_OF.items():
+        a, b = pairs("harmful", verdict, judged)
+        if a:
+            out[f"{rate.removesuffix('_rate')}_ratio_vs_base"] = paired_ratio(a, b)
+    for name, kind, field, value in (("degenerate", "harmful", "degenerate", lambda d: float(d is not None)),
+                                     ("over_refusal", "safe", "refusal", float),
+                                     ("normal_similarity", "normal", "similarity_reference", float)):
+        a, b = pairs(kind, field, value)
+        if a:
+            out[f"{name}_difference_vs_base"] = {**summarize([x - y for x, y in zip(a, b)]), "paired": True}
+    a, b = pairs("normal", "reference_nll")
+    if a:  # exp(mean NLL difference) = the ratio of the two perplexities
+        out["normal_perplexity_ratio_vs_base"] = {**summarize([x - y for x, y in zip(a, b)], exp_mean), "paired": True}
+    return out
 
 
 def headline(metrics: dict) -> str:
@@ -131,6 +165,7 @@ def evaluate(model, tokenizer, sets: EvalSets, judge, settings: GenerationSettin
         if nlls(samples, "answer_nll") and nlls(samples, "reference_nll"):
             metrics["selectivity"] = selectivity(nlls(samples, "answer_nll"), nlls(base_samples, "answer_nll"),
                                                  nlls(samples, "reference_nll"), nlls(base_samples, "reference_nll"))
+        metrics.update(compared_to_base(samples, base_samples, threshold))
     result.update(metrics=metrics, samples=samples, by_category=by_category(samples, threshold))
     return result
 

@@ -42,6 +42,22 @@ def summarize(values: Sequence, statistic: Callable = np.mean, n_boot: int = 100
     return {"value": value, "ci95": [float(lo), float(hi)], "n": n}
 
 
+def paired_ratio(values: Sequence[float], base_values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
+    """mean(values) ÷ mean(base_values) over the same items, with a percentile bootstrap that resamples
+    items with both values together (a paired interval); undefined (NaN) where the base's mean is 0."""
+    a, b = np.asarray(values, dtype=float), np.asarray(base_values, dtype=float)
+    if not len(a) or len(a) != len(b):
+        return {"value": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0, "paired": True}
+
+    def ratio(idx):
+        return a[idx].mean() / b[idx].mean() if b[idx].mean() > 0 else float("nan")
+
+    rng = np.random.default_rng(seed)
+    boots = [ratio(rng.integers(0, len(a), len(a))) for _ in range(n_boot)]
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if not np.all(np.isnan(boots)) else (float("nan"), float("nan"))
+    return {"value": float(ratio(np.arange(len(a)))), "ci95": [float(lo), float(hi)], "n": int(len(a)), "paired": True}
+
+
 def selectivity(harmful_nll: Sequence[float], harmful_nll_base: Sequence[float], normal_nll: Sequence[float],
                 normal_nll_base: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
     """(harmful-answer perplexity ÷ the base's) ÷ (normal reference perplexity ÷ the base's), with a
