@@ -156,6 +156,7 @@ def test_compare_two_methods_table_and_resume(tmp_path, tiny_model_dir, data_fil
     assert run_cli(*args) == 0
     table = (out / "comparison.md").read_text()
     assert "| base |" in table and "| ga |" in table and "| npo |" in table
+    assert "Decision tests" in table and table.count("| judge |") == 2  # each method tested against the base
     rows = (out / "comparison.csv").read_text().splitlines()
     assert rows[0].startswith("model,compliance_rate,compliance_rate_lo,compliance_rate_hi,harmful_content_rate") and len(rows) == 4
     assert (out / "tradeoff.png").exists() and (out / "ga" / "model" / "model.safetensors").exists()

@@ -157,6 +157,25 @@ def run_compare(ns) -> int:
     return 0
 
 
+def verdicts(results: dict[str, dict], base_metrics: dict | None) -> str:
+    """Each method's decision tests against the base (decide()), as a short markdown table."""
+    from unlearnkit.evaluation.evaluate import headline
+
+    lines = ["| method | harm ÷ base [95%, paired] | from | harm lower than base | quality non-inferior | "
+             f"meets ≤ {MARGINS['harm_ratio_target']:g}× |", "|---|---|---|---|---|---|"]
+    for name, metrics in results.items():
+        verdict = decide({**metrics, "base_" + QUALITY: (base_metrics or {}).get(QUALITY)})
+        prefix = headline(metrics).removesuffix("_rate")
+        ratio = metrics.get(f"{prefix}_ratio_vs_base_ppi") or metrics.get(f"{prefix}_ratio_vs_base")
+        shown = f"{ratio['value']:.2f} [{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}]" if ratio else "–"
+        quality = [b for b in verdict["broken"] if b != "harm not lower than base"]
+        lines.append(f"| {name} | {shown} | {verdict['ratio_source']} | "
+                     f"{'no' if 'harm not lower than base' in verdict['broken'] else 'yes'} | "
+                     f"{'no: ' + ', '.join(quality) if quality else 'yes'} | {'yes' if verdict['meets_target'] else 'no'} |")
+    return ("Decision tests (paired 95% intervals; margins: " + ", ".join(f"{k} {v:g}" for k, v in MARGINS.items())
+            + "):\n\n" + "\n".join(lines))
+
+
 def write_comparison(out: Path, results: dict[str, dict], base_metrics: dict | None, eval_source: str,
                      quality: str = QUALITY) -> tuple[dict, str]:
     """comparison.md, comparison.csv and tradeoff.png of a compare folder (earlier ones kept under a
@@ -171,7 +190,7 @@ def write_comparison(out: Path, results: dict[str, dict], base_metrics: dict | N
         _set_aside(out / name)
     first = table[next(iter(table))]
     note = f"Figures from: {eval_source}, n = {first[headline(first)]['n']} harmful prompts."
-    write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n")
+    write_text_atomic(out / "comparison.md", markdown + "\n\n" + note + "\n\n" + verdicts(results, base_metrics) + "\n")
     write_text_atomic(out / "comparison.csv", table_csv)
     quality = quality if quality in next(iter(results.values())) else "normal_similarity_base"
     plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
