@@ -276,3 +276,19 @@ def test_agreement_per_model_comes_from_the_labels(tmp_path):
         agree = np.mean([float(r["complied"] >= 0.5) == g for r, g in zip(rows, gold)])
         assert part["metrics"]["judge_agreement"]["complied"]["agreement"] == pytest.approx(agree)
         assert part["metrics"]["compliance_rate_ppi"]["value"] == pytest.approx(np.mean(gold))  # all read
+
+
+def test_a_model_added_later_is_read_on_the_prompts_already_read(tmp_path):
+    from unlearnkit.evaluation.label_sheet import draw_items
+
+    def rows(tag, n=30):
+        return [{"prompt": f"p{i}", "response": f"{tag} {i}"} for i in range(n)]
+
+    first = draw_items({"base": rows("b"), "sku": rows("s")}, 10, seed=1)
+    read = {i["item"] for i in first}
+    drawn = {i["prompt"] for i in first}
+    later = draw_items({"base": rows("b"), "npo": rows("n")}, 10, seed=2, labelled=read)
+    assert {i["prompt"] for i in later} == drawn  # the same prompts, completing the pairs
+    assert all(i["response"].startswith("n ") for i in later)  # only the answers nobody read yet
+    more = draw_items({"base": rows("b"), "npo": rows("n")}, 15, seed=2, labelled=read)
+    assert drawn < {i["prompt"] for i in more} and len({i["prompt"] for i in more}) == 15

@@ -58,23 +58,33 @@ def evaluated_answers(folders) -> dict[str, list[dict]]:
 
 
 def draw_items(models: dict[str, list[dict]], n: int, seed: int = 0, labelled: set[str] = frozenset()) -> list[dict]:
-    """n prompts drawn uniformly among those every model answered and none already labelled, with
-    every model's answer to each: unique (prompt, response) items in a seeded shuffled order."""
+    """n prompts among those every model answered, with every model's answer to each that is not labelled
+    yet: unique (prompt, response) items in a seeded shuffled order. Prompts some of whose answers are
+    labelled come first (a model added later is read on the prompts its base was read on, so the pair is
+    complete), then prompts drawn uniformly among the unread ones: the read prompts stay a uniform sample."""
     if n < 1:
         raise UnlearnkitError("--n must be at least 1")
     prompts = [r["prompt"] for r in next(iter(models.values()))]
     common = [p for p in dict.fromkeys(prompts) if all(p in {r["prompt"] for r in rows} for rows in models.values())]
-    done = {r["prompt"] for rows in models.values() for r in rows if item_id(r["prompt"], r["response"]) in labelled}
-    pool = [p for p in common if p not in done]
-    if not pool:
-        raise UnlearnkitError("every prompt the models share is labelled already: nothing left to draw")
+    read = {}
+    for rows in models.values():
+        for r in rows:
+            read.setdefault(r["prompt"], []).append(item_id(r["prompt"], r["response"]) in labelled)
+    partial = [p for p in common if any(read[p]) and not all(read[p])]
+    fresh = [p for p in common if not any(read[p])]
+    if not partial and not fresh:
+        raise UnlearnkitError("every answer to the prompts the models share is labelled already: nothing left to draw")
     rng = np.random.default_rng(seed)
-    chosen = set(rng.choice(pool, size=min(n, len(pool)), replace=False).tolist())
+    chosen = list(rng.permutation(partial))[:n] if partial else []
+    if len(chosen) < n and fresh:
+        chosen += rng.choice(fresh, size=min(n - len(chosen), len(fresh)), replace=False).tolist()
+    chosen = set(chosen)
     items = {}
     for rows in models.values():
         for r in rows:
-            if r["prompt"] in chosen:
-                items.setdefault(item_id(r["prompt"], r["response"]), {"prompt": r["prompt"], "response": r["response"]})
+            key = item_id(r["prompt"], r["response"])
+            if r["prompt"] in chosen and key not in labelled:
+                items.setdefault(key, {"prompt": r["prompt"], "response": r["response"]})
     order = rng.permutation(len(items))
     listed = list(items.items())
     return [{"item": listed[k][0], **listed[k][1]} for k in order]
