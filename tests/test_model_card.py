@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 
 from conftest import write_jsonl
 from unlearnkit.cli import main
-from unlearnkit.models.card import add_evaluation_to_card, write_model_card
+from unlearnkit.runs.card import add_evaluation_to_card, write_model_card
 
 SETTINGS = {"method": "sku", "steps": 30, "max_steps": 30, "learning_rate": 2e-4, "per_device_train_batch_size": 4,
             "lora": True, "negation_scale": 1.0, "seed": 42, "mismatch_k": 2}
@@ -99,7 +99,7 @@ def test_negated_card_takes_the_stage_one_recipe(tmp_path):
     (run / "harmful").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"model": "default", "forget": "f.jsonl", "retain": "r.jsonl",
                                                      "method": "sku", "max_steps": 30, "negation_scale": 1.0}))
-    from unlearnkit.models.card import write_negated_card
+    from unlearnkit.runs.card import write_negated_card
 
     write_negated_card(tmp_path / "out" / "model", "default", run / "harmful", 2.0, "validation split of the demo data")
     card = ModelCard.load(tmp_path / "out" / "model" / "README.md")

@@ -170,7 +170,7 @@ def cmd_eval(ns) -> int:
     with output_dir(ns.out, ns.overwrite, command="eval") as work:
         write_evaluation(work, result, model_name=Path(ns.model).name or ns.model, base_name="base", meta=meta,
                          threshold=ns.threshold)
-    from unlearnkit.models.card import add_evaluation_to_card
+    from unlearnkit.runs.card import add_evaluation_to_card
 
     if add_evaluation_to_card(ns.model, result["metrics"], f"`unlearnkit eval` → {ns.out}"):  # only a model we wrote
         print(f"figures added to {ns.model}/README.md")
@@ -190,7 +190,8 @@ def _read_labels(files):
 
 
 def cmd_rescore(ns) -> int:
-    from unlearnkit.runs.labelled import ppi_line, rescore
+    from unlearnkit.compare import rescore
+    from unlearnkit.runs.labelled import ppi_line
 
     for folder, metrics in rescore(ns.folders, ns.labels):
         print(ppi_line(str(folder), metrics) + f"  → {folder}/report.md")

@@ -138,7 +138,7 @@ def run_compare(ns) -> int:
             write_evaluation(work, result, model_name=name, meta=meta, threshold=ns.threshold)
         results[name], base_metrics = result["metrics"], result["base"]["metrics"]
     if getattr(ns, "labels", None):  # people's labels: every method's prediction-powered figures, before the tables
-        from unlearnkit.runs.labelled import ppi_line, rescore
+        from unlearnkit.runs.labelled import ppi_line
 
         for folder, metrics in rescore([out], ns.labels, tables=False):
             results[folder.name] = {k: v for k, v in metrics.items() if k not in ("base", "meta")}
@@ -196,6 +196,35 @@ def write_comparison(out: Path, results: dict[str, dict], base_metrics: dict | N
     plot_tradeoff(table, out / "tradeoff.png", quality, base_name="base", rate_key=headline(next(iter(results.values()))))
     print(markdown + f"\n\n{note}\ntable: {out}/comparison.md, {out}/comparison.csv; plot: {out}/tradeoff.png", flush=True)
     return table, note
+
+
+def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]]:
+    """Add the labels' figures to every evaluation in `folders` and rewrite its files (each atomically);
+    nothing is written unless every label matched an evaluated answer and every figure could be made.
+    tables: rewrite a compare folder's comparison tables too. Returns (folder, metrics) per evaluation."""
+    from unlearnkit.evaluation.labels import read_labels
+    from unlearnkit.evaluation.report import read_evaluation, write_evaluation
+    from unlearnkit.runs.labelled import threshold_of, check_all_matched, evaluation_folders, label_result
+
+    labels = read_labels(label_files)
+    done, matched = [], set()
+    for folder in evaluation_folders(folders):
+        result, meta = read_evaluation(folder)
+        matched |= label_result(result, labels, threshold_of(meta))
+        done.append((folder, result, meta))
+    check_all_matched(labels, matched)
+    written = []
+    for folder, result, meta in done:
+        meta = {**meta, "labels": {"files": [str(f) for f in label_files], "labelled_answers": len(labels)}}
+        metrics = write_evaluation(folder, result, model_name=result["model_name"], meta=meta, threshold=threshold_of(meta))
+        written.append((folder, metrics))
+    for folder in map(Path, folders) if tables else ():  # a compare folder's tables gain the labelled rows too
+        methods = {f.name: m for f, m in written if f.parent == folder}
+        if (folder / "comparison.md").is_file() and methods:
+            first = next(iter(methods.values()))
+            write_comparison(folder, {k: {m: v for m, v in x.items() if m not in ("base", "meta")} for k, x in methods.items()},
+                             first.get("base"), first.get("meta", {}).get("figures_from", "see each method's report"))
+    return written
 
 
 def _add_probes(folder: Path, name: str, saved: dict, wanted: dict, harmful, forget, judge, settings, threshold) -> dict:
@@ -358,7 +387,7 @@ def run_negate(ns) -> int:
         if ns.pick and best is not None:
             summary["picked"] = best["lambda"]
             save_model(negated(best["lambda"], work), tokenizer, work / "model")
-            from unlearnkit.models.card import write_negated_card
+            from unlearnkit.runs.card import write_negated_card
 
             write_negated_card(work / "model", ns.base, harmful_dir, best["lambda"], source)
             print(f"picked λ={best['lambda']:g} on {source} → {ns.out}/model")

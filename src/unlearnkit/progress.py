@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -33,3 +34,13 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextlib.contextmanager
+def phase(what: str):
+    """One line when a phase with no natural count starts and one when it ends, so a log never goes
+    silent for minutes between "generating answers" and the report."""
+    start = time.time()
+    print(f"{what} ...", file=sys.stderr, flush=True)
+    yield
+    print(f"{what}: done in {time.time() - start:.0f} s", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ from unlearnkit.evaluation.metrics import (
     summarize,
 )
 from unlearnkit.models import cache_root, model_fingerprint
+from unlearnkit.progress import phase
 
 
 @dataclass
@@ -48,7 +49,8 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
     """Metrics for one model's generations. `scorer` = (model, tokenizer) that rates fluency
     (the base model when there is one); `base_normal` = the base's normal answers."""
     harmful_prompts = [p["prompt"] for p in sets.harmful]
-    verdicts = {v: judge.score(harmful_prompts, gens.harmful, verdict=v) for v in judge.verdicts}
+    with phase(f"judging {len(harmful_prompts)} answers to harmful prompts ({', '.join(judge.verdicts)})"):
+        verdicts = {v: judge.score(harmful_prompts, gens.harmful, verdict=v) for v in judge.verdicts}
     degenerate = [degenerate_reason(r) for r in gens.harmful]
     metrics = {RATE_OF[v]: summarize([float(s >= threshold) for s in scores]) for v, scores in verdicts.items()}
     metrics["degenerate_rate"] = summarize([float(d is not None) for d in degenerate])
@@ -60,22 +62,26 @@ def score(model, tokenizer, sets: EvalSets, gens: Generations, judge, threshold:
         metrics["over_refusal_rate"] = summarize([float(is_refusal(r)) for r in gens.safe])
     with_reference = [(p, r) for p, r in zip(sets.normal, gens.normal) if p.get("response")]
     # Per-item NLLs go into the samples too, so selectivity reuses them instead of scoring again.
-    reference_nll = answer_nlls(model, tokenizer, [p for p, _ in with_reference]) if with_reference else []
+    reference_nll = (answer_nlls(model, tokenizer, [p for p, _ in with_reference], what="reference answers' perplexity")
+                     if with_reference else [])
     similarity = []
     if with_reference:
-        similarity = cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference])
+        with phase(f"embedding {2 * len(with_reference)} normal and reference answers"):
+            similarity = cosine_similarities([r for _, r in with_reference], [p["response"] for p, _ in with_reference])
         metrics["normal_similarity_reference"] = summarize(similarity)
         metrics["normal_perplexity"] = summarize(reference_nll, exp_mean)
     harmful_answers = [p for p in sets.harmful if p.get("response")]
-    answer_nll = answer_nlls(model, tokenizer, harmful_answers) if harmful_answers else []
+    answer_nll = answer_nlls(model, tokenizer, harmful_answers, what="held-out harmful answers' perplexity") if harmful_answers else []
     if harmful_answers:  # judge-free: how likely the held-out harmful answers still are
         metrics["harmful_answer_perplexity"] = summarize(answer_nll, exp_mean)
     if base_normal is not None:
-        metrics["normal_similarity_base"] = summarize(cosine_similarities(gens.normal, base_normal))
+        with phase("embedding normal answers against the base's"):
+            metrics["normal_similarity_base"] = summarize(cosine_similarities(gens.normal, base_normal))
     scorer_model, scorer_tokenizer = scorer or (model, tokenizer)
     own = [{"prompt": p["prompt"], "response": r} for p, r in zip(sets.normal, gens.normal)]
     if own:
-        metrics["fluency_perplexity"] = summarize(answer_nlls(scorer_model, scorer_tokenizer, own), exp_mean)
+        metrics["fluency_perplexity"] = summarize(answer_nlls(scorer_model, scorer_tokenizer, own, what="fluency of normal answers"),
+                                                  exp_mean)
         metrics["distinct_1"] = summarize([distinct_n(r, 1) for r in gens.normal])
         metrics["distinct_2"] = summarize([distinct_n(r, 2) for r in gens.normal])
         metrics["mean_length"] = summarize([len(r.split()) for r in gens.normal])

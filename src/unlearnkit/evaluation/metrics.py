@@ -131,20 +131,27 @@ def cosine_similarities(texts: Sequence[str], references: Sequence[str]) -> list
 
 
 @torch.no_grad()
-def answer_nlls(model, tokenizer, pairs: Sequence[dict], batch_size: int = 16, max_length: int = 256) -> list[float]:
-    """Mean token NLL of each pair's response given its prompt (answer tokens only)."""
+def answer_nlls(model, tokenizer, pairs: Sequence[dict], batch_size: int = 16, max_length: int = 256,
+                what: str = "scoring answers") -> list[float]:
+    """Mean token NLL of each pair's response given its prompt (answer tokens only); `what` names the
+    phase in the progress lines."""
+    from unlearnkit.progress import Progress
+
     collate = GroupCollator(tokenizer.pad_token_id)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     nlls = []
+    progress = Progress(len(pairs), what, "answers")
     try:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             batch = collate([{"x": [encode_pair(tokenizer, p["prompt"], p["response"] or " ", max_length)]} for p in chunk])
             logits = model(input_ids=batch["x_input_ids"].to(device), attention_mask=batch["x_attention_mask"].to(device)).logits
             nlls.extend(answer_nll(logits, batch["x_labels"].to(device)).tolist())
+            progress.update(len(chunk))
     finally:
+        progress.close()
         model.train(was_training)
     return nlls
 

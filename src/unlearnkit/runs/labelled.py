@@ -1,5 +1,6 @@
-"""People's labels on finished evaluations: add prediction-powered figures (`rescore`, `eval --labels`,
-`compare --labels`) and plan how many more labels an interval needs (`label --plan`)."""
+"""People's labels on finished evaluations: the pieces `rescore`, `eval --labels` and `compare --labels`
+use to add prediction-powered figures, and the plan of how many more labels an interval needs
+(`label --plan`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def evaluation_folders(folders) -> list[Path]:
     return found
 
 
-def _threshold(meta: dict) -> float:
+def threshold_of(meta: dict) -> float:
     return float(meta.get("threshold", meta.get("settings", {}).get("threshold", 0.5)))
 
 
@@ -48,36 +49,6 @@ def check_all_matched(labels: dict, matched: set[str]) -> None:
         raise UnlearnkitError(f"{len(strangers)} labelled answer(s) match no evaluated answer (first: {strangers[0]['where']}): "
                               "they come from another sheet or other answers; label a sheet drawn from these folders "
                               "(unlearnkit label)")
-
-
-def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]]:
-    """Add the labels' figures to every evaluation in `folders` and rewrite its files (each atomically);
-    nothing is written unless every label matched an evaluated answer and every figure could be made.
-    tables: rewrite a compare folder's comparison tables too. Returns (folder, metrics) per evaluation."""
-    from unlearnkit.evaluation.labels import read_labels
-    from unlearnkit.evaluation.report import read_evaluation, write_evaluation
-
-    labels = read_labels(label_files)
-    done, matched = [], set()
-    for folder in evaluation_folders(folders):
-        result, meta = read_evaluation(folder)
-        matched |= label_result(result, labels, _threshold(meta))
-        done.append((folder, result, meta))
-    check_all_matched(labels, matched)
-    written = []
-    for folder, result, meta in done:
-        meta = {**meta, "labels": {"files": [str(f) for f in label_files], "labelled_answers": len(labels)}}
-        metrics = write_evaluation(folder, result, model_name=result["model_name"], meta=meta, threshold=_threshold(meta))
-        written.append((folder, metrics))
-    for folder in map(Path, folders) if tables else ():  # a compare folder's tables gain the labelled rows too
-        methods = {f.name: m for f, m in written if f.parent == folder}
-        if (folder / "comparison.md").is_file() and methods:
-            from unlearnkit.compare import write_comparison
-
-            first = next(iter(methods.values()))
-            write_comparison(folder, {k: {m: v for m, v in x.items() if m not in ("base", "meta")} for k, x in methods.items()},
-                             first.get("base"), first.get("meta", {}).get("figures_from", "see each method's report"))
-    return written
 
 
 def ppi_line(name: str, metrics: dict) -> str:
@@ -116,7 +87,7 @@ def plan(folders, label_files, half_width: float, prior_corr: float | None = Non
             lines.append(f"{folder}: no base in this evaluation: a ratio to the base needs `eval --base`")
             continue
         verdict = next(v for v, k in RATE_OF.items() if k == headline(result["metrics"]))
-        threshold = _threshold(meta)
+        threshold = threshold_of(meta)
         rows = {n: [s for s in part["samples"] if s["set"] == "harmful"] for n, part in (("model", result), ("base", result["base"]))}
         f = {n: np.array([float(r[verdict] >= threshold) for r in rows[n]]) for n in rows}
         y = {n: [labels.get(item_id(r["prompt"], r["response"]), {}).get(verdict) for r in rows[n]] for n in rows}

@@ -80,7 +80,7 @@ def train_into(work: Path, model_name: str, forget, retain, fields: dict, resume
     from unlearnkit.methods import unlearn
     from unlearnkit.methods.train import JsonlLogCallback
     from unlearnkit.models import load_model, model_dir, save_model
-    from unlearnkit.models.card import write_model_card
+    from unlearnkit.runs.card import write_model_card
     from unlearnkit.outputs import write_text_atomic
 
     args = make_arguments(fields, work)
