@@ -168,11 +168,10 @@ def add_labelled_figures(result: dict, labels: dict[str, dict], threshold: float
                                   f"paired figure needs {MIN_LABELLED}; label both answers of the same prompts "
                                   "(unlearnkit label draws paired sheets)")
         others = [k for k in range(len(rows["model"])) if k not in set(both)]
-        pick = lambda source, idx: [source[k] for k in idx]  # noqa: E731
         paired = paired_vs_base(
-            {"y_model": pick(human["model"], both), "y_base": pick(human["base"], both),
-             "f_model": pick(judged["model"], both), "f_base": pick(judged["base"], both)},
-            {"f_model": pick(judged["model"], others), "f_base": pick(judged["base"], others)})
+            {"y_model": [human["model"][k] for k in both], "y_base": [human["base"][k] for k in both],
+             "f_model": [judged["model"][k] for k in both], "f_base": [judged["base"][k] for k in both]},
+            {"f_model": [judged["model"][k] for k in others], "f_base": [judged["base"][k] for k in others]})
         judge_model, judge_base = np.mean(judged["model"]), np.mean(judged["base"])
         paired["difference"]["judge_only"] = float(judge_model - judge_base)
         paired["ratio"]["judge_only"] = float(judge_model / judge_base) if judge_base else float("nan")
@@ -181,11 +180,3 @@ def add_labelled_figures(result: dict, labels: dict[str, dict], threshold: float
         if verdict != "degenerate":  # the base rarely degenerates: a ratio to ~0 says nothing
             result["metrics"][f"{prefix}_ratio_vs_base_ppi"] = paired["ratio"]
     return matched
-
-
-def headline_figure(metrics: dict) -> str:
-    """The rate a report leads with: the prediction-powered one when labels exist, else the judge's."""
-    from unlearnkit.evaluation.evaluate import headline
-
-    rate = headline(metrics)
-    return f"{rate}_ppi" if f"{rate}_ppi" in metrics else rate
