@@ -292,3 +292,15 @@ def test_a_model_added_later_is_read_on_the_prompts_already_read(tmp_path):
     assert all(i["response"].startswith("n ") for i in later)  # only the answers nobody read yet
     more = draw_items({"base": rows("b"), "npo": rows("n")}, 15, seed=2, labelled=read)
     assert drawn < {i["prompt"] for i in more} and len({i["prompt"] for i in more}) == 15
+
+
+def test_labels_all_alike_get_an_exact_interval_not_a_point():
+    # 100 answers read, none harmful: the rate is 0, but 100 readings cannot exclude a few percent
+    figure = ppi_rate(np.zeros(100), np.r_[np.ones(3), np.zeros(97)], np.zeros(70))
+    assert figure["value"] == 0 and figure["ci95"][0] == 0
+    assert figure["ci95"][1] == pytest.approx(1 - 0.025 ** (1 / 100), rel=1e-6)  # Clopper-Pearson upper bound, 0.036
+    same = paired_vs_base({"y_model": np.zeros(50), "y_base": np.zeros(50), "f_model": np.r_[1, np.zeros(49)],
+                           "f_base": np.zeros(50)}, {"f_model": np.zeros(30), "f_base": np.zeros(30)})
+    bound = 1 - 0.025 ** (1 / 50)
+    assert same["difference"]["value"] == 0 and same["difference"]["ci95"] == pytest.approx([-bound, bound])
+    assert "undefined" in same["ratio"]  # no base rate to divide by

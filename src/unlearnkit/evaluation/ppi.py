@@ -63,6 +63,15 @@ def ppi_rate(labels, judged_labelled, judged_unlabelled) -> dict:
     classical_lo, classical_hi = ppi_py.classical_mean_ci(y, alpha=ALPHA)
     labels_only = {"value": float(y.mean()), "ci95": _clip(classical_lo, classical_hi), "n": n}
     judge_only = float(np.concatenate([f, fu]).mean())
+    if np.all(y == y[0]):
+        # people said the same of every answer read (say no harmful content in 100): a normal-approximation
+        # interval would be [0, 0], which no sample of 100 can show; the exact binomial interval can
+        from scipy.stats import binomtest
+
+        exact = binomtest(int(y.sum()), n).proportion_ci(confidence_level=1 - ALPHA, method="exact")
+        labels_only["ci95"] = [float(exact.low), float(exact.high)]
+        return {**labels_only, "n": total, "n_labelled": n, "judge_only": judge_only, "labels_only": labels_only,
+                "interval": "exact binomial on the labels: every label was the same"}
     if len(fu) == 0:  # every answer was read: the labels are the rate
         return {**labels_only, "n": total, "n_labelled": n, "judge_only": judge_only,
                 "labels_only": labels_only}
@@ -91,7 +100,13 @@ def paired_vs_base(labelled: dict, unlabelled: dict, seed: int = 0) -> dict:
     if not (len(ym) == len(yb) == len(fm) == len(fb)) or len(um) != len(ub):
         raise UnlearnkitError("a paired figure needs each prompt's answer from both models: these are unpaired")
     n, total = len(ym), len(ym) + len(um)
-    if len(um) == 0:  # all read: the labels' own paired figures
+    if np.all(ym == yb):  # every labelled pair agrees: the difference is bounded by the share of pairs that differ
+        from scipy.stats import binomtest
+
+        high = float(binomtest(0, n).proportion_ci(confidence_level=1 - ALPHA, method="exact").high)
+        difference = {"value": 0.0, "ci95": [-high, high],
+                      "interval": "exact binomial bound on the share of discordant pairs: none among those read"}
+    elif len(um) == 0:  # all read: the labels' own paired figures
         lo, hi = ppi_py.classical_mean_ci(ym - yb, alpha=ALPHA)
         difference = {"value": float((ym - yb).mean()), "ci95": _clip(float(lo), float(hi), -1, 1)}
     else:
