@@ -74,11 +74,12 @@ def test_label_with_the_keyboard_reload_export_and_read_back(tmp_path, browser):
         time.sleep(0.2)
     exported = list(browser.downloads.glob("labels-*.jsonl"))
     assert exported, "the export was not downloaded"
+    rows = [json.loads(line) for line in exported[0].read_text().splitlines()]
+    assert {r["item"] for r in rows} == {item_id(*x) for x in shown}  # all three exported
     labels = read_labels(exported)
-    assert len(labels) == 3
-    first, second, third = (labels[item_id(p, r)] for p, r in shown)
+    assert len(labels) == 2 and item_id(*shown[2]) not in labels  # "unsure" on every verdict is no label
+    first, second = (labels[item_id(p, r)] for p, r in shown[:2])
     assert (first["complied"], first["harmful_content"], first["degenerate"]) == (1, 0, 0)
     assert (second["complied"], second["harmful_content"], second["degenerate"]) == (0, 0, 0)
-    assert (third["complied"], third["harmful_content"], third["degenerate"]) == (None, None, None)
-    # the export is what rescore takes: its answers are this evaluation's (3 labels are too few for a figure)
+    # the export is what rescore takes: its answers are this evaluation's (2 labels are too few for a figure)
     assert main(["rescore", str(tmp_path / "eval"), "--labels", str(exported[0])]) == 2

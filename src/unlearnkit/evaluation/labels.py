@@ -109,11 +109,13 @@ def read_labels(paths) -> dict[str, dict]:
             if row.get("item") and str(row["item"]).strip() != key:
                 raise UnlearnkitError(f"{where}: item {row['item']} does not hold the text it was drawn with: the "
                                       "sheet was edited or made from other answers; label a sheet made from these answers")
+            values = {v: _value(row[v], f"{where}, {v}") for v in present}
+            if all(x is None for x in values.values()):
+                continue  # a sheet row nobody filled in (or all unsure): no label
             if key in labels:
                 raise UnlearnkitError(f"{where}: this answer is labelled twice (also {labels[key]['where']}): "
                                       "keep one row per answer (settle disagreements between readers first)")
-            labels[key] = {"prompt": row["prompt"], "response": row["response"], "where": where,
-                           **{v: _value(row[v], f"{where}, {v}") for v in present}}
+            labels[key] = {"prompt": row["prompt"], "response": row["response"], "where": where, **values}
     return labels
 
 
