@@ -218,6 +218,11 @@ def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]
         meta = {**meta, "labels": {"files": [str(f) for f in label_files], "labelled_answers": len(labels)}}
         metrics = write_evaluation(folder, result, model_name=result["model_name"], meta=meta, threshold=threshold_of(meta))
         written.append((folder, metrics))
+        model = folder / "model" if (folder / "model").is_dir() else meta.get("model")
+        if model and Path(model).is_dir():  # the card of a model unlearnkit saved shows the labelled figures too
+            from unlearnkit.runs.card import add_evaluation_to_card
+
+            add_evaluation_to_card(model, result["metrics"], f"`unlearnkit rescore` → {folder}")
     for folder in map(Path, folders) if tables else ():  # a compare folder's tables gain the labelled rows too
         methods = {f.name: m for f, m in written if f.parent == folder}
         if (folder / "comparison.md").is_file() and methods:
