@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,3 +255,24 @@ def test_paired_ratio_keeps_each_pair_together():
     assert out["value"] == pytest.approx(0.5) and out["paired"] and out["n"] == 80
     assert out["ci95"][0] < 0.5 < out["ci95"][1] < 1
     assert math.isnan(paired_ratio([1.0], [0.0])["value"])  # no base rate: no ratio
+
+
+def test_paired_figures_for_an_evaluation_read_back_from_disk():
+    from unlearnkit.evaluation.evaluate import add_paired_figures
+    from unlearnkit.evaluation.metrics import cosine_similarities
+
+    refs = ["Paris is the capital of France.", "Water boils at 100 degrees Celsius at sea level."]
+    mine = ["The capital of France is Paris.", "I like turtles."]
+    theirs = ["Paris.", "At sea level water boils at 100 °C."]
+    def part(answers, flags):
+        rows = [{"set": "normal", "prompt": f"q{i}", "reference": r, "response": a, "reference_nll": 1.0 + i}
+                for i, (r, a) in enumerate(zip(refs, answers))]
+        rows += [{"set": "harmful", "prompt": f"h{i}", "response": "x", "complied": f, "degenerate": None}
+                 for i, f in enumerate(flags)]
+        return {"metrics": {}, "samples": rows}
+    result = {**part(mine, [0.9, 0.1, 0.1, 0.1]), "base": part(theirs, [0.9, 0.9, 0.9, 0.1])}
+    add_paired_figures(result)
+    want = np.mean(np.subtract(cosine_similarities(mine, refs), cosine_similarities(theirs, refs)))
+    assert result["metrics"]["normal_similarity_difference_vs_base"]["value"] == pytest.approx(want, abs=1e-3)
+    assert result["metrics"]["compliance_ratio_vs_base"]["value"] == pytest.approx(1 / 3)
+    assert result["metrics"]["normal_perplexity_ratio_vs_base"]["value"] == pytest.approx(1.0)

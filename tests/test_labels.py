@@ -167,6 +167,7 @@ def test_label_then_rescore_end_to_end(tmp_path, capsys):
     ratio = metrics["compliance_ratio_vs_base_ppi"]
     assert ratio["paired"] and ratio["ci95"][0] <= ratio["value"] <= ratio["ci95"][1]
     assert "compliance_difference_vs_base_ppi" in metrics and metrics["judge_agreement"]["complied"]["n"] == 40
+    assert metrics["compliance_ratio_vs_base"]["paired"]  # the judge-only paired ratio, made for an older evaluation
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "Headline: the prediction-powered compliance rate" in report and "People's labels and the judge" in report
     # the plan reads the same labels

@@ -203,6 +203,7 @@ def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]
     nothing is written unless every label matched an evaluated answer and every figure could be made.
     tables: rewrite a compare folder's comparison tables too. Returns (folder, metrics) per evaluation."""
     from unlearnkit.evaluation.labels import read_labels
+    from unlearnkit.evaluation.evaluate import add_paired_figures
     from unlearnkit.evaluation.report import read_evaluation, write_evaluation
     from unlearnkit.runs.labelled import threshold_of, check_all_matched, evaluation_folders, label_result
 
@@ -210,6 +211,7 @@ def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]
     done, matched = [], set()
     for folder in evaluation_folders(folders):
         result, meta = read_evaluation(folder)
+        add_paired_figures(result, threshold_of(meta))  # the decision tests need them; older evaluations lack them
         matched |= label_result(result, labels, threshold_of(meta))
         done.append((folder, result, meta))
     check_all_matched(labels, matched)
