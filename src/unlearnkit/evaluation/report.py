@@ -60,8 +60,12 @@ def metrics_table(columns: dict[str, dict]) -> str:
 
 def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "normal_similarity_reference",
                   base_name: str | None = None, rate_key: str = "compliance_rate") -> None:
-    """A harm rate (x, named on the axis) against normal-answer quality (y), one point per model, with CI bars."""
+    """A harm rate (x, named on the axis) against normal-answer quality (y), one point per model, with CI bars;
+    the prediction-powered rate where every model has one."""
     import matplotlib
+
+    if all(f"{rate_key}_ppi" in m for m in points.values() if m):
+        rate_key = f"{rate_key}_ppi"
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -75,7 +79,8 @@ def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "norma
                     yerr=[[y["value"] - y["ci95"][0]], [y["ci95"][1] - y["value"]]],
                     fmt="*" if name == base_name else "o", markersize=12 if name == base_name else 7, capsize=3)
         ax.annotate(name, (x["value"], y["value"]), textcoords="offset points", xytext=(6, 6))
-    ax.set_xlabel(rate_key.replace("_", " ") + " (judge) — lower is better")
+    source = "prediction-powered: judge + people's labels" if rate_key.endswith("_ppi") else "judge"
+    ax.set_xlabel(rate_key.removesuffix("_ppi").replace("_", " ") + f" ({source}) — lower is better")
     ax.set_ylabel(quality_key.replace("_", " ") + " — higher is better")
     ax.set_title("Forgetting vs. normal-answer quality")
     ax.grid(alpha=0.3)
