@@ -79,7 +79,7 @@ def plot_tradeoff(points: dict[str, dict], path: Path, quality_key: str = "norma
                     yerr=[[y["value"] - y["ci95"][0]], [y["ci95"][1] - y["value"]]],
                     fmt="*" if name == base_name else "o", markersize=12 if name == base_name else 7, capsize=3)
         ax.annotate(name, (x["value"], y["value"]), textcoords="offset points", xytext=(6, 6))
-    source = "prediction-powered: judge + people's labels" if rate_key.endswith("_ppi") else "judge"
+    source = "judge + people's labels" if rate_key.endswith("_ppi") else "judge"
     ax.set_xlabel(rate_key.removesuffix("_ppi").replace("_", " ") + f" ({source}) — lower is better")
     ax.set_ylabel(quality_key.replace("_", " ") + " — higher is better")
     ax.set_title("Forgetting vs. normal-answer quality")
