@@ -208,6 +208,9 @@ def test_evaluate_with_base_and_report_files(tiny_model, tokenizer, tmp_path, mo
     result = evaluate(tiny_model, tokenizer, sets(), RefusalJudge(), settings, base=(tiny_model, tokenizer))
     again = evaluate(tiny_model, tokenizer, sets(), RefusalJudge(), settings, base=(tiny_model, tokenizer))
     assert again["generated"] == 0
+    reused = evaluate(tiny_model, tokenizer, sets(), RefusalJudge(), settings, base=(tiny_model, tokenizer),
+                      base_result=result["base"])  # the base scored once, as compare and negate do
+    assert reused["base"] is result["base"] and json.dumps(reused["metrics"]) == json.dumps(again["metrics"])
     metrics = write_evaluation(tmp_path, result, meta={"judge": "refusal"})
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))

@@ -102,7 +102,7 @@ def run_compare(ns) -> int:
     settings = generation_settings(ns)
     model_name = run.get("model", "default")
     base = load_model(model_name)
-    results, base_metrics = {}, None
+    results, base_metrics, base_result = {}, None, None
     for name in methods:
         folder = out / name
         wanted = {"model": model_name, "train": {**fields, "method": name}, "threshold": ns.threshold,
@@ -127,7 +127,9 @@ def run_compare(ns) -> int:
         with output_dir(folder, overwrite=ns.overwrite, resume=partial_path(folder).exists(), command="compare") as work:
             model, tokenizer, summary = train_into(work, model_name, forget, retain, {**fields, "method": name},
                                                    resume=True, extra_config={k: run.get(k) for k in ("forget", "retain")})
-            result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold)
+            result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold,
+                              base_result=base_result)
+            base_result = base_result or result["base"]  # every method stands against the same base: score it once
             add_benchmarks(result, ns, model, tokenizer, base)
             if probes:  # the relearn probe fine-tunes on the method's own training forget pairs
                 probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings, ns.threshold, forget)
@@ -376,9 +378,11 @@ def run_negate(ns) -> int:
     with output_dir(ns.out, ns.overwrite, command="negate") as work:
         for lam in lambdas:
             model = negated(lam, work)
-            result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer), threshold=ns.threshold)
+            result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer), threshold=ns.threshold,
+                              base_result=rows[0]["base_result"] if rows else None)  # the base scored once for every λ
             metrics, rate = result["metrics"], headline(result["metrics"])
-            rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"]})
+            rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"],
+                         "base_result": result["base"]})
             del model  # one negated copy at a time
             ratio = metrics.get(f"{rate.removesuffix('_rate')}_ratio_vs_base", {"value": float("nan"), "ci95": [float("nan")] * 2})
             print(f"λ={lam:g}: {rate.replace('_', ' ')} {metrics[rate]['value']:.3f} (÷ base {ratio['value']:.2f} "

@@ -161,21 +161,25 @@ def by_category(samples: list[dict], threshold: float = 0.5) -> dict:
 
 
 def evaluate(model, tokenizer, sets: EvalSets, judge, settings: GenerationSettings | None = None,
-             base=None, threshold: float = 0.5, use_cache: bool = True) -> dict:
+             base=None, threshold: float = 0.5, use_cache: bool = True, base_result: dict | None = None) -> dict:
     """Returns {"metrics", "samples", "by_category", "generated"} and, with base=(model, tokenizer),
-    the same for the base under "base" (its generations cached, so comparisons reuse them)."""
+    the same for the base under "base" (its generations cached, so comparisons reuse them).
+    base_result: the base's part of an earlier evaluate() on the same sets, settings and judge, reused
+    as it is (compare's methods and negate's λ all stand against one base: score it once)."""
     settings = settings or GenerationSettings()
     gens = generate_all(model, tokenizer, sets, settings, use_cache)
     result = {"generated": gens.generated}
-    base_gens = None
+    base_normal = None
     if base is not None:
-        base_gens = generate_all(base[0], base[1], sets, settings, use_cache)
-        base_metrics, base_samples = score(base[0], base[1], sets, base_gens, judge, threshold,
-                                           base_normal=base_gens.normal)
-        result["base"] = {"metrics": base_metrics, "samples": base_samples, "by_category": by_category(base_samples, threshold)}
-        result["generated"] += base_gens.generated
-    metrics, samples = score(model, tokenizer, sets, gens, judge, threshold, scorer=base,
-                             base_normal=base_gens.normal if base_gens else None)
+        if base_result is None:
+            base_gens = generate_all(base[0], base[1], sets, settings, use_cache)
+            base_metrics, base_samples = score(base[0], base[1], sets, base_gens, judge, threshold,
+                                               base_normal=base_gens.normal)
+            base_result = {"metrics": base_metrics, "samples": base_samples, "by_category": by_category(base_samples, threshold)}
+            result["generated"] += base_gens.generated
+        result["base"] = base_result
+        base_normal = [s["response"] for s in base_result["samples"] if s["set"] == "normal"]
+    metrics, samples = score(model, tokenizer, sets, gens, judge, threshold, scorer=base, base_normal=base_normal)
     if base is not None:
         def nlls(rows, key):
             return [r[key] for r in rows if key in r]
