@@ -119,7 +119,7 @@ def read_labels(paths) -> dict[str, dict]:
     return labels
 
 
-def _judged(row: dict, verdict: str, threshold: float) -> float | None:
+def judged_verdict(row: dict, verdict: str, threshold: float) -> float | None:
     """The evaluation's own 0/1 for a verdict: the judge's score against the threshold, or the
     degenerate detector's reason; None when the evaluation has no such verdict."""
     if verdict == "degenerate":
@@ -141,7 +141,7 @@ def add_labelled_figures(result: dict, labels: dict[str, dict], threshold: float
     ids = {name: [item_id(r["prompt"], r["response"]) for r in part] for name, part in rows.items()}
     matched = {i for name in ids for i in ids[name] if i in labels}
     for verdict in VERDICTS:
-        judged = {name: [_judged(r, verdict, threshold) for r in part] for name, part in rows.items()}
+        judged = {name: [judged_verdict(r, verdict, threshold) for r in part] for name, part in rows.items()}
         if any(v is None for part in judged.values() for v in part):
             continue  # this judge gives no such verdict
         human = {name: [labels.get(i, {}).get(verdict) for i in ids[name]] for name in rows}

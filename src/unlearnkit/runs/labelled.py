@@ -70,7 +70,7 @@ def plan(folders, label_files, half_width: float, prior_corr: float | None = Non
     """Lines saying, for each evaluated model against its base, how many labelled prompts bring the
     headline ratio's 95% interval to ±half_width (each labelled prompt: both answers read)."""
     from unlearnkit.evaluation.evaluate import RATE_OF, headline
-    from unlearnkit.evaluation.labels import item_id, read_labels
+    from unlearnkit.evaluation.labels import item_id, judged_verdict, read_labels
     from unlearnkit.evaluation.ppi import labels_needed
     from unlearnkit.evaluation.report import read_evaluation
 
@@ -89,7 +89,7 @@ def plan(folders, label_files, half_width: float, prior_corr: float | None = Non
         verdict = next(v for v, k in RATE_OF.items() if k == headline(result["metrics"]))
         threshold = threshold_of(meta)
         rows = {n: [s for s in part["samples"] if s["set"] == "harmful"] for n, part in (("model", result), ("base", result["base"]))}
-        f = {n: np.array([float(r[verdict] >= threshold) for r in rows[n]]) for n in rows}
+        f = {n: np.array([judged_verdict(r, verdict, threshold) for r in rows[n]]) for n in rows}
         y = {n: [labels.get(item_id(r["prompt"], r["response"]), {}).get(verdict) for r in rows[n]] for n in rows}
         both = [k for k in range(len(rows["model"])) if y["model"][k] is not None and y["base"][k] is not None]
         if both:
