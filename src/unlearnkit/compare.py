@@ -206,8 +206,8 @@ def rescore(folders, label_files, tables: bool = True) -> list[tuple[Path, dict]
     tables: rewrite a compare folder's comparison tables too. Returns (folder, metrics) per evaluation."""
     from unlearnkit.evaluation.labels import read_labels
     from unlearnkit.evaluation.evaluate import add_paired_figures
-    from unlearnkit.evaluation.report import read_evaluation, write_evaluation
-    from unlearnkit.runs.labelled import threshold_of, check_all_matched, evaluation_folders, label_result
+    from unlearnkit.evaluation.report import evaluation_folders, read_evaluation, write_evaluation
+    from unlearnkit.runs.labelled import check_all_matched, label_result, threshold_of
 
     labels = read_labels(label_files)
     done, matched = [], set()

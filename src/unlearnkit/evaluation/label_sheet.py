@@ -31,21 +31,17 @@ def evaluated_answers(folders) -> dict[str, list[dict]]:
     model whichever folder it comes from; a compare folder contributes each method's folder."""
     from unlearnkit.data.load import read_jsonl
 
+    from unlearnkit.evaluation.report import evaluation_folders
+
     models: dict[str, list[dict]] = {}
-    for folder in map(Path, folders):
-        found = [folder] if (folder / "samples.jsonl").is_file() else sorted(
-            p.parent for p in folder.glob("*/samples.jsonl"))
-        if not found:
-            raise UnlearnkitError(f"{folder}: no samples.jsonl here or in its subfolders: pass an eval, compare or demo "
-                                  "output folder")
-        for evaluation in found:
-            path = evaluation / "samples.jsonl"
-            for row in read_jsonl(path.read_text(), path):
-                if row.get("set") != "harmful":
-                    continue
-                name = row.get("model", "model")
-                label = "base" if name == "base" else f"{evaluation}:{name}"
-                models.setdefault(label, {}).setdefault(evaluation, []).append(row)
+    for evaluation in evaluation_folders(folders):
+        path = evaluation / "samples.jsonl"
+        for row in read_jsonl(path.read_text(), path):
+            if row.get("set") != "harmful":
+                continue
+            name = row.get("model", "model")
+            label = "base" if name == "base" else f"{evaluation}:{name}"
+            models.setdefault(label, {}).setdefault(evaluation, []).append(row)
     out = {}
     for label, by_folder in models.items():
         answers = list(by_folder.values())

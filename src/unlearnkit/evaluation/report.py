@@ -194,10 +194,12 @@ def headline_note(metrics: dict) -> list[str]:
 def labels_section(columns: dict[str, dict]) -> list[str]:
     """Per model and verdict: how many answers people read, the judge's agreement with them, and the
     judged, labels-only and prediction-powered rates side by side."""
+    from unlearnkit.evaluation.labels import RATE_KEY
+
     rows = []
     for name, metrics in columns.items():
         for verdict, stats in metrics.get("judge_agreement", {}).items():
-            rate = {"complied": "compliance_rate", "harmful_content": "harmful_content_rate"}.get(verdict, f"{verdict}_rate")
+            rate = f"{RATE_KEY[verdict]}_rate"
             ppi = metrics.get(f"{rate}_ppi", {})
             rows.append(f"| {name} | `{verdict}` | {stats['n']} | {stats['agreement']:.3f} | {stats['kappa']:.2f} | "
                         f"{stats['precision']:.3f} | {stats['recall']:.3f} | {ppi.get('judge_only', float('nan')):.3f} | "
@@ -210,6 +212,18 @@ def labels_section(columns: dict[str, dict]) -> list[str]:
             "(prediction-powered, PPI++).", "",
             "| model | verdict | labelled | agreement | κ | precision | recall | judge only | labels only | prediction-powered |",
             "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def evaluation_folders(folders) -> list[Path]:
+    """Each finished evaluation among `folders`: an eval or demo folder itself, or a compare folder's methods."""
+    found = []
+    for folder in map(Path, folders):
+        inner = [folder] if (folder / "samples.jsonl").is_file() else sorted(p.parent for p in folder.glob("*/samples.jsonl"))
+        if not inner:
+            raise UnlearnkitError(f"{folder}: no finished evaluation here (samples.jsonl): pass an eval, demo or compare "
+                                  "output folder")
+        found += inner
+    return found
 
 
 def read_evaluation(out: Path, model_name: str | None = None, base_name: str = "base") -> tuple[dict, dict]:

@@ -4,25 +4,11 @@ use to add prediction-powered figures, and the plan of how many more labels an i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from unlearnkit.errors import UnlearnkitError
 
 PPI_KEYS = ("_ppi", "judge_agreement")
-
-
-def evaluation_folders(folders) -> list[Path]:
-    """Each finished evaluation among `folders`: an eval or demo folder itself, or a compare folder's methods."""
-    found = []
-    for folder in map(Path, folders):
-        inner = [folder] if (folder / "samples.jsonl").is_file() else sorted(p.parent for p in folder.glob("*/samples.jsonl"))
-        if not inner:
-            raise UnlearnkitError(f"{folder}: no finished evaluation here (samples.jsonl): pass an eval, demo or compare "
-                                  "output folder")
-        found += inner
-    return found
 
 
 def threshold_of(meta: dict) -> float:
@@ -72,7 +58,7 @@ def plan(folders, label_files, half_width: float, prior_corr: float | None = Non
     from unlearnkit.evaluation.evaluate import RATE_OF, headline
     from unlearnkit.evaluation.labels import item_id, judged_verdict, read_labels
     from unlearnkit.evaluation.ppi import labels_needed
-    from unlearnkit.evaluation.report import read_evaluation
+    from unlearnkit.evaluation.report import evaluation_folders, read_evaluation
 
     if not 0 < half_width < 10:
         raise UnlearnkitError("--half-width must be a positive number such as 0.1")
