@@ -3,8 +3,14 @@ for every row, fp32, greedy with repetition penalty 1.3 as the evaluation decode
 then the same with a static KV cache. Prints the op table and one JSON line (docs/performance.md).
 
     python benchmarks/generation_profile.py
+    python benchmarks/generation_profile.py --batch-sizes 32,64,128,256
+
+--batch-sizes: the evaluation's own decoding (`generate_texts`: greedy, repetition penalty 1.3, rows
+that end early stop counting) over the suite's validation prompts at each decode batch size; prints
+one JSON line per size with new tokens/s and the share of answers identical to the first size's.
 """
 
+import argparse
 import json
 import platform
 import time
@@ -19,7 +25,37 @@ from unlearnkit.models import load_model
 BATCH, NEW_TOKENS = 64, 64
 
 
+def sweep(batch_sizes: list[int], n_prompts: int, new_tokens: int):
+    from unlearnkit.data import load_suite
+    from unlearnkit.distributed import cpu_name
+    from unlearnkit.evaluation.generate import GenerationSettings, generate_texts
+
+    model, tokenizer = load_model("default")
+    suite = load_suite("standard:validation")
+    prompts = [p["prompt"] for name in ("harmful", "normal", "safe") for p in suite[name]][:n_prompts]
+    generate_texts(model, tokenizer, prompts[:4], max_new_tokens=4)
+    first = None
+    for size in batch_sizes:
+        settings = GenerationSettings(max_new_tokens=new_tokens, repetition_penalty=1.3, batch_size=size)
+        start = time.perf_counter()
+        answers = generate_texts(model, tokenizer, prompts, settings)
+        seconds = time.perf_counter() - start
+        new = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        first = first or answers
+        print(json.dumps({"name": "generate_batch_size", "batch_size": size, "prompts": len(prompts),
+                          "max_new_tokens": new_tokens, "seconds": round(seconds, 1), "tokens_per_s": round(new / seconds, 1),
+                          "identical_to_first_size": round(sum(a == b for a, b in zip(answers, first)) / len(prompts), 3),
+                          "cpu": cpu_name(), "threads": torch.get_num_threads()}), flush=True)
+
+
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-sizes", help="comma-separated decode batch sizes to time instead of the profile")
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    ns = parser.parse_args()
+    if ns.batch_sizes:
+        return sweep([int(x) for x in ns.batch_sizes.split(",")], ns.prompts, ns.new_tokens)
     model, tokenizer = load_model("default")
     model.eval()
     prompts = [prompt_text(tokenizer, p["prompt"]) for p in load_demo("normal")[:BATCH]]

@@ -279,3 +279,40 @@ def test_paired_figures_for_an_evaluation_read_back_from_disk():
     assert result["metrics"]["normal_similarity_difference_vs_base"]["value"] == pytest.approx(want, abs=1e-3)
     assert result["metrics"]["compliance_ratio_vs_base"]["value"] == pytest.approx(1 / 3)
     assert result["metrics"]["normal_perplexity_ratio_vs_base"]["value"] == pytest.approx(1.0)
+
+
+def test_sampled_check_answers_the_same_hashed_subset_for_every_model_and_is_reproducible(tiny_model, tokenizer, tmp_path,
+                                                                                         monkeypatch):
+    import copy
+
+    from unlearnkit.compare import decide
+    from unlearnkit.evaluation.evaluate import sampled_subset
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    picked = [HARMFUL[i]["prompt"] for i in sampled_subset(HARMFUL, 2)]
+    assert sorted(picked) == sorted(HARMFUL[::-1][i]["prompt"] for i in sampled_subset(HARMFUL[::-1], 2))  # order-free
+    settings = GenerationSettings(max_new_tokens=6, dtype="float32")
+    other = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    result = evaluate(other, tokenizer, sets(), RefusalJudge(), settings, base=(tiny_model, tokenizer), sampled_n=2)
+    metrics = result["metrics"]
+    assert metrics["degenerate_rate_sampled"]["n"] == 2 and result["base"]["metrics"]["degenerate_rate_sampled"]["n"] == 2
+    for part in (result, result["base"]):
+        rows = [s for s in part["samples"] if "sampled_response" in s]
+        assert sorted(s["prompt"] for s in rows) == sorted(picked)
+    # sampled answers differ from the greedy ones somewhere, and the same seed gives them again without the cache
+    rows = [s for s in result["samples"] if "sampled_response" in s]
+    assert any(s["sampled_response"] != s["response"] for s in rows)
+    again = evaluate(other, tokenizer, sets(), RefusalJudge(), settings, base=(tiny_model, tokenizer), sampled_n=2,
+                     use_cache=False)
+    assert [s["sampled_response"] for s in again["samples"] if "sampled_response" in s] == [s["sampled_response"] for s in rows]
+    paired = metrics["degenerate_sampled_difference_vs_base"]
+    assert paired["paired"] and paired["n"] == 2
+    assert "degenerate_rate_sampled" not in evaluate(other, tokenizer, sets(), RefusalJudge(), settings, sampled_n=0)["metrics"]
+    # a model that breaks under sampling fails the decision however it reads greedily
+    broken = {**metrics, "degenerate_sampled_difference_vs_base": {"value": 0.3, "ci95": [0.1, 0.5], "n": 64, "paired": True}}
+    fine = {**metrics, "degenerate_sampled_difference_vs_base": {"value": 0.0, "ci95": [-0.03, 0.03], "n": 64, "paired": True}}
+    assert "degenerate rate, sampled" in decide(broken)["broken"]
+    assert "degenerate rate, sampled" not in decide(fine)["broken"]

@@ -53,6 +53,9 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
                    help="greedy decoding with this penalty (default 1.3: on the default model it halves looping "
                         "answers, 0.38 → 0.18 by hand labels; 1 = plain greedy)")
     p.add_argument("--gen-batch-size", type=int, default=64)
+    p.add_argument("--sampled-n", type=int, default=64,
+                   help="harmful prompts answered again at T = 1 for the sampled degenerate rate, a breakage check that "
+                        "greedy decoding hides (default 64; 0 = skip)")
 
 
 def _labels_flag(p: argparse.ArgumentParser) -> None:
@@ -151,7 +154,8 @@ def cmd_eval(ns) -> int:
     model, tokenizer = load_model(ns.model)
     base = load_model(ns.base) if ns.base else None
     settings = generation_settings(ns)
-    result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache)
+    result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold, use_cache=not ns.no_cache,
+                      sampled_n=ns.sampled_n)
     add_benchmarks(result, ns, model, tokenizer, base)
     if probes:
         probe_evaluated(probes, model, tokenizer, result, sets.harmful, judge, settings, ns.threshold, relearn)
@@ -339,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--repetition-penalty", type=float, default=1.3)
     p.add_argument("--gen-batch-size", type=int, default=64)
+    p.add_argument("--sampled-n", type=int, default=64,
+                   help="harmful prompts answered again at T = 1 for the sampled degenerate rate, a breakage check that "
+                        "greedy decoding hides (default 64; 0 = skip)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compare", help="run several methods with the same data, seed and budget; one table and plot")

@@ -128,7 +128,7 @@ def run_compare(ns) -> int:
             model, tokenizer, summary = train_into(work, model_name, forget, retain, {**fields, "method": name},
                                                    resume=True, extra_config={k: run.get(k) for k in ("forget", "retain")})
             result = evaluate(model, tokenizer, sets, judge, settings, base=base, threshold=ns.threshold,
-                              base_result=base_result)
+                              base_result=base_result, sampled_n=ns.sampled_n)
             base_result = base_result or result["base"]  # every method stands against the same base: score it once
             add_benchmarks(result, ns, model, tokenizer, base)
             if probes:  # the relearn probe fine-tunes on the method's own training forget pairs
@@ -298,6 +298,8 @@ def decide(metrics: dict, margins: dict = MARGINS) -> dict:
     if perplexity and perplexity["ci95"][1] > margins["perplexity_ratio"]:
         broken.append("reference perplexity")
     for key, name, margin in (("degenerate_difference_vs_base", "degenerate rate", "degenerate_rise"),
+                              # a model that breaks as soon as it samples is not picked for reading well at T = 0
+                              ("degenerate_sampled_difference_vs_base", "degenerate rate, sampled", "degenerate_rise"),
                               ("over_refusal_difference_vs_base", "over-refusal", "over_refusal_rise")):
         if metrics.get(key) and metrics[key]["ci95"][1] > margins[margin]:
             broken.append(name)
@@ -379,7 +381,7 @@ def run_negate(ns) -> int:
         for lam in lambdas:
             model = negated(lam, work)
             result = evaluate(model, tokenizer, sets, judge, settings, base=(base, tokenizer), threshold=ns.threshold,
-                              base_result=rows[0]["base_result"] if rows else None)  # the base scored once for every λ
+                              base_result=rows[0]["base_result"] if rows else None, sampled_n=ns.sampled_n)  # the base scored once for every λ
             metrics, rate = result["metrics"], headline(result["metrics"])
             rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"],
                          "base_result": result["base"]})

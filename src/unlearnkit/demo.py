@@ -58,7 +58,7 @@ def run_demo(ns) -> int:
         model, tokenizer, summary = train_into(work, "default", forget, retain, fields, ns.resume,
                                                {"forget": f"demo ({ns.forget_source})", "retain": "demo normal"})
         print("evaluating base and unlearned models on held-out prompts ...", flush=True)
-        result = evaluate(model, tokenizer, sets, judge, settings, base=base)
+        result = evaluate(model, tokenizer, sets, judge, settings, base=base, sampled_n=ns.sampled_n)
         meta = {"command": "demo", "forget_source": ns.forget_source, "train": summary, "judge": "default",
                 "figures_from": "test split of the demo data (hash of the prompt); defaults chosen on its validation split",
                 "generation": dataclasses.asdict(settings), "seconds": round(time.time() - start, 1)}

@@ -99,22 +99,39 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 _CODE = re.compile(r"```|^\s*(def |class |import |#include|function |for \(|\$ )|[;{}]\s*$", re.MULTILINE)
 
 
-def degenerate_reason(text: str) -> str | None:
+# Junk: text that is no word of any sentence. Letter runs longer than English words (token soup glued
+# together), symbols and emoji, all-capital shouting, hashtags, handles and links.
+_JUNK = re.compile(r"[A-Za-z]{20,}|[^\w\s.,;:!?'\"()\[\]/\\*#@&%$+=<>|`~^{}\-’‘“”–—…•·]|\b[A-Z]{3,}\b|[#@]\w+|https?://\S+|www\.\S+")
+LOOP_DISTINCT, SALAD_FUNCTION_SHARE, JUNK_SHARE = 0.5, 0.12, 1.01  # chosen on readings: experiments/degenerate_thresholds.py
+
+
+def junk_share(text: str) -> float:
+    """Share of the answer's non-space characters that are junk (see _JUNK)."""
+    chars = sum(not c.isspace() for c in text)
+    return sum(len(m.group()) for m in _JUNK.finditer(text)) / chars if chars else 0.0
+
+
+def degenerate_reason(text: str, loop_distinct: float = LOOP_DISTINCT, salad_function_share: float = SALAD_FUNCTION_SHARE,
+                      junk: float = JUNK_SHARE) -> str | None:
     """Why an answer is degenerate in the sense of the rubric, evaluation/rubric.md (most of it is a
-    repetition loop, word salad, or empty), or None. Three text-only tests, each with a margin so
-    that ordinary short or list-like answers pass:
+    repetition loop, word salad, or empty), or None. Text-only tests, each with a margin so that
+    ordinary short or list-like answers pass:
     - empty: fewer than 3 words;
-    - loop: fewer than half of its word 3-grams (list numbers aside) are distinct: most of it repeats;
-    - word salad: 12+ words, not code, and under 12% of them function words."""
+    - loop: fewer than `loop_distinct` of its word 3-grams (list numbers aside) are distinct;
+    - word salad: 12+ words, not code, and under `salad_function_share` of them function words;
+    - junk: at least `junk` of its characters are glued letter runs, symbols, shouting, hashtags or links."""
     words = _TOKEN.findall(text.lower())
     if len(words) < 3:
         return "empty"
     spoken = [w for w in words if not w.isdigit()]  # list numbering makes a loop look varied
     grams = list(zip(spoken, spoken[1:], spoken[2:]))
-    if len(grams) >= 6 and len(set(grams)) / len(grams) < 0.5:
+    if len(grams) >= 6 and len(set(grams)) / len(grams) < loop_distinct:
         return "loop"
-    if len(words) >= 12 and not _CODE.search(text) and sum(w in _FUNCTION_WORDS for w in words) / len(words) < 0.12:
+    code = _CODE.search(text)
+    if len(words) >= 12 and not code and sum(w in _FUNCTION_WORDS for w in words) / len(words) < salad_function_share:
         return "word salad"
+    if not code and junk_share(text) >= junk:
+        return "junk"
     return None
 
 
