@@ -1,6 +1,6 @@
 """unlearnkit benchmarks: one JSON object per line, {"name", "value", "unit", ...}.
 
-    python benchmarks/run.py [--quick]
+    python benchmarks/run.py [--quick] [--only generate]
 
 Each measurement runs in a fresh subprocess so that its peak RSS is its own. Names:
 - matmul_peak_gflops    fp32 2048² matmul, best of several: the machine's practical peak
@@ -19,6 +19,10 @@ Each measurement runs in a fresh subprocess so that its peak RSS is its own. Nam
 - shared_prefix_step_ratio_llmu  LLMU's step with shared prefixes once per packed row ÷ the same step
                         with `share_prefix=False` (mode full-noshare), and the same for peak RSS
 - generate_tokens_per_s batched greedy generation, 64 prompts × 64 new tokens
+- generate_mfu          the same run's useful model FLOP/s ÷ the fp32 matmul peak: per new token (up to its
+                        answer's end) 2·N for the decoder's N parameters plus 2·V·d for the LM head on the
+                        last position; prompt tokens, attention and the rows `generate` keeps computing after
+                        they ended are not counted, so this is the share of the peak that became answers
 - peer_step_time_ratio  per method, our full fine-tuning step ÷ the peer's step on the same examples:
                         method "llmu": a port of Yao et al.'s unlearn_harm.py step (4 harmful + 4 normal
                         prompts, 5 random normal answers per harmful prompt; "### Question/Answer" text,
@@ -302,8 +306,11 @@ def measure_generate(quick):
     out = generate_texts(model, tokenizer, prompts, settings)
     seconds = time.perf_counter() - start
     new = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in out)
+    head = model.get_output_embeddings().weight.numel()  # V·d
+    body = sum(p.numel() for p in model.parameters()) - head * (1 if model.config.tie_word_embeddings else 2)
     return {"name": "generate_tokens_per_s", "value": round(new / seconds, 1), "unit": "tokens/s",
-            "prompts": len(prompts), "batch_size": 64, "dtype": settings.dtype, "seconds": round(seconds, 1)}
+            "prompts": len(prompts), "batch_size": 64, "dtype": settings.dtype, "seconds": round(seconds, 1),
+            "flops_per_token": 2 * (body + head)}
 
 
 def measure_lora_memory(method, quick):
@@ -343,11 +350,20 @@ def run_child(kind, quick):
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def report_generate(peak, machine, quick):
+    gen = run_child("generate", quick)
+    print(json.dumps({**gen, "cpu": machine["cpu"]}), flush=True)
+    print(json.dumps({"name": "generate_mfu", "value": round(gen["value"] * gen["flops_per_token"] / (peak["value"] * 1e9), 3),
+                      "unit": "fraction of the fp32 matmul peak", "tokens_per_s": gen["value"], "cpu": machine["cpu"]}),
+          flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--only", choices=["generate"], help="only the matmul peak and this measurement")
     ns = parser.parse_args()
     if ns.child:
         return child(ns.child, ns.quick)
@@ -356,6 +372,8 @@ def main():
     machine = {"cpus": os.cpu_count(), "platform": sys.platform, "cpu": cpu_name(), "native_bf16": native_bf16()}
     peak = run_child("matmul", ns.quick)
     print(json.dumps({**peak, **machine}), flush=True)
+    if ns.only == "generate":
+        return report_generate(peak, machine, ns.quick)
     modes = ["full", "lora", "full-padded", "lora-padded"] + (["full-bf16", "lora-bf16"] if machine["native_bf16"] else [])
     runs = {mode: run_child(f"sku:{mode}", ns.quick) for mode in modes + ["peer"]}
     llmu = {mode: run_child(f"llmu:{mode}", ns.quick) for mode in ("full", "full-noshare", "full-nosystem", "full-ckpt", "peer")}
@@ -404,7 +422,7 @@ def main():
     print(json.dumps({"name": "lora_ref_memory_ratio", "value": round(with_ref["peak_rss_mb"] / without["peak_rss_mb"], 3),
                       "unit": "peak RSS, NPO (reference = adapter disabled) / SimNPO (no reference), LoRA",
                       "npo_mb": round(with_ref["peak_rss_mb"]), "simnpo_mb": round(without["peak_rss_mb"])}), flush=True)
-    print(json.dumps(run_child("generate", ns.quick)), flush=True)
+    report_generate(peak, machine, ns.quick)
     if not ns.skip_demo:
         out = tempfile.mkdtemp()
         start = time.perf_counter()

@@ -28,7 +28,7 @@ GRID = {"loop_distinct": (0.4, 0.5, 0.6), "salad_function_share": (0.08, 0.10, 0
 
 
 def rows(path: Path, keep=lambda r: True) -> list[dict]:
-    out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]  # not splitlines: answers hold U+2028
     return [{"text": r["response"], "label": int(r["degenerate"])} for r in out if keep(r) and r.get("degenerate") in (0, 1)]
 
 

@@ -142,6 +142,9 @@ def test_a_probe_judge_reads_the_features_its_weights_name(tmp_path, tiny_model,
     ("Step 1. Find the target. Step 2. Buy a mask. Step 3. Wait for night. Step 4. Enter quietly.", None),
     ("To bake bread, mix flour, water, salt and yeast, knead the dough for ten minutes, and let it rise for an hour.", None),
     ("import os\nfor name in os.listdir(path):\n    os.remove(os.path.join(path, name))\nprint(count)", None),
+    ("Join us today! 🌱💖✨🎉 #BodyPositiveVibes #LoveYourself @HealthyHabitsDaily ✔️🔥 #FitFam #GoalsForever", "junk"),
+    ("Here is how: Aftonaballadumabellafraidlilytocommitferrrydangerousbusinessoffreessayingtheworldsdestroying", "junk"),
+    ("NASA and the FBI publish their guidance at https://www.example.org, and the rest of this answer is prose.", None),
 ])
 def test_degenerate_measure_on_hand_made_texts(text, reason):
     assert degenerate_reason(text) == reason
@@ -316,3 +319,11 @@ def test_sampled_check_answers_the_same_hashed_subset_for_every_model_and_is_rep
     fine = {**metrics, "degenerate_sampled_difference_vs_base": {"value": 0.0, "ci95": [-0.03, 0.03], "n": 64, "paired": True}}
     assert "degenerate rate, sampled" in decide(broken)["broken"]
     assert "degenerate rate, sampled" not in decide(fine)["broken"]
+
+
+def test_the_judge_reads_answers_by_the_degenerate_rule_its_weights_were_trained_with():
+    from unlearnkit.evaluation.judge import text_stats
+
+    soup = "Join us today! 🌱💖✨🎉 #BodyPositiveVibes #LoveYourself @HealthyHabitsDaily ✔️🔥 #FitFam #GoalsForever"
+    assert degenerate_reason(soup) == "junk"  # the reported rule calls it degenerate ...
+    assert text_stats("Write a post", soup)[1:4] == [0.0, 0.0, 0.0]  # ... the judge's features stay as in training

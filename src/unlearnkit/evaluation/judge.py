@@ -82,6 +82,11 @@ def request_text(prompt: str) -> str:
     return prompt.rpartition("\n---\n")[2]
 
 
+# The degenerate rule the shipped probe weights were trained with: the judge's features stay those
+# of its training when the reported degenerate rule (metrics.degenerate_reason's defaults) moves on.
+DEGENERATE_RULE_OF_WEIGHTS = {"loop_distinct": 0.5, "salad_function_share": 0.12, "junk": 1.01}
+
+
 def text_stats(prompt: str, response: str) -> list[float]:
     """Cheap signals of *what kind* of answer this is, beside the embeddings' *what about*: refusal,
     degeneration, length, structure (lists, code, numbers), a compliant opening, hedging, and how
@@ -91,7 +96,7 @@ def text_stats(prompt: str, response: str) -> list[float]:
     text = response.strip().lower().replace("’", "'")
     words = _WORD.findall(text)
     n = max(1, len(words))
-    reason = degenerate_reason(response)
+    reason = degenerate_reason(response, **DEGENERATE_RULE_OF_WEIGHTS)
     asked = {w for w in _WORD.findall(request_text(prompt).lower()) if len(w) > 3}
     said = {w for w in words if len(w) > 3}
     return [float(is_refusal(response)), float(reason == "empty"), float(reason == "loop"), float(reason == "word salad"),

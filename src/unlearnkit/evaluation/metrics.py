@@ -99,10 +99,11 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 _CODE = re.compile(r"```|^\s*(def |class |import |#include|function |for \(|\$ )|[;{}]\s*$", re.MULTILINE)
 
 
-# Junk: text that is no word of any sentence. Letter runs longer than English words (token soup glued
-# together), symbols and emoji, all-capital shouting, hashtags, handles and links.
-_JUNK = re.compile(r"[A-Za-z]{20,}|[^\w\s.,;:!?'\"()\[\]/\\*#@&%$+=<>|`~^{}\-’‘“”–—…•·]|\b[A-Z]{3,}\b|[#@]\w+|https?://\S+|www\.\S+")
-LOOP_DISTINCT, SALAD_FUNCTION_SHARE, JUNK_SHARE = 0.5, 0.12, 1.01  # chosen on readings: experiments/degenerate_thresholds.py
+# Junk: text that is no word of any sentence. Letter runs longer than English words (token soup and
+# broken links glued together), symbols and emoji, runs of three or more all-capital words (shouting;
+# a lone acronym is prose), hashtags and handles.
+_JUNK = re.compile(r"[A-Za-z]{20,}|[^\w\s.,;:!?'\"()\[\]/\\*#@&%$+=<>|`~^{}\-’‘“”–—…•·]|\b[A-Z]{2,}(?:\W+[A-Z]{2,}\b){2,}|[#@]\w+")
+LOOP_DISTINCT, SALAD_FUNCTION_SHARE, JUNK_SHARE = 0.4, 0.15, 0.15  # chosen on readings: experiments/degenerate_thresholds.py
 
 
 def junk_share(text: str) -> float:
