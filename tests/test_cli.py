@@ -146,6 +146,33 @@ def test_sku_run_then_negate_sweep_and_pick(tmp_path, tiny_model_dir, data_files
     assert run_cli("negate", "--harmful", run / "harmful", "--lambdas", "0,1", "--out", tmp_path / "bad") == 2
 
 
+def test_kept_checkpoints_of_an_sku_run_negate_like_its_harmful_copy(tmp_path, tiny_model_dir, data_files):
+    """The curve over steps without retraining: each kept checkpoint is the harmful copy of its step, and
+    negating the last one gives the run's own model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    forget, retain = data_files
+    run = tmp_path / "sku"
+    assert run_cli("unlearn", "--model", tiny_model_dir, "--forget", forget, "--retain", retain, "--out", run, "--full",
+                   "--max-steps", 3, "--save-steps", 1, "--batch-size", 2, "--set", "mismatch_k=1", "--lr", 0.01,
+                   "--keep-checkpoints") == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    harmful, normal = small_eval_files(tmp_path)
+    for step in (1, 3):
+        assert run_cli("negate", "--base", tiny_model_dir, "--harmful", run / "checkpoints" / f"checkpoint-{step}",
+                       "--lambdas", "1", "--harmful-prompts", harmful, "--normal", normal, "--safe", normal,
+                       "--max-new-tokens", 2, "--sampled-n", 0, "--out", tmp_path / f"neg{step}") == 0
+    weights = lambda folder: AutoModelForCausalLM.from_pretrained(folder).state_dict()  # noqa: E731
+    final, last, first = weights(run / "model"), weights(tmp_path / "neg3" / "lambda_1"), weights(tmp_path / "neg1" / "lambda_1")
+    assert all(torch.allclose(final[k], last[k], atol=1e-6) for k in final)
+    assert not all(torch.allclose(final[k], first[k], atol=1e-6) for k in final)
+    plain = tmp_path / "plain"  # without the flag the finished model supersedes its checkpoints
+    assert run_cli("unlearn", "--model", tiny_model_dir, "--forget", forget, "--retain", retain, "--out", plain,
+                   "--max-steps", 2, "--save-steps", 1, "--batch-size", 2, "--set", "mismatch_k=1") == 0
+    assert not (plain / "checkpoints").exists()
+
+
 def test_compare_two_methods_table_and_resume(tmp_path, tiny_model_dir, data_files, capsys):
     forget, retain = data_files
     harmful, normal = small_eval_files(tmp_path)

@@ -87,7 +87,9 @@ def cmd_unlearn(ns) -> int:
     forget, retain = forget_retain(run)
     if retain is None and method.uses_retain:
         raise UnlearnkitError(f"method '{method.name}' needs normal data: pass --retain FILE")
-    with output_dir(run["out"], ns.overwrite, ns.resume, command="unlearn") as work:
+    if ns.keep_checkpoints:  # every one of them, so the curve over steps can be negated and scored later
+        fields["save_total_limit"] = None
+    with output_dir(run["out"], ns.overwrite, ns.resume, command="unlearn", keep_checkpoints=ns.keep_checkpoints) as work:
         _, _, summary = train_into(work, run.get("model", "default"), forget, retain, fields, ns.resume,
                                    {k: run.get(k) for k in ("forget", "retain")})
         write_text_atomic(work / "metrics.json", json.dumps({"train": summary}, indent=2) + "\n")
@@ -293,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="run one unlearning method and save the model",
                        description="Train with one method (SKU by default) and write DIR/model, config.yaml, train_log.jsonl, metrics.json.")
     p.add_argument("--method", help="method name (`unlearnkit methods`; default sku)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every checkpoint (DIR/checkpoints/checkpoint-N, one per --save-steps): for SKU, "
+                        "`negate --harmful DIR/checkpoints/checkpoint-N` scores the harmful copy of step N")
     _data_flags(p)
     _training_flags(p)
     p.set_defaults(func=cmd_unlearn)

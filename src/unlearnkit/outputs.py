@@ -147,9 +147,10 @@ def _write_marker(folder: Path, command: str) -> None:
 
 
 @contextlib.contextmanager
-def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False, command: str = "unlearnkit"):
+def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False, command: str = "unlearnkit",
+               keep_checkpoints: bool = False):
     """Yield the working folder; on success it becomes `out` (replacing it only with overwrite, and
-    only if it is ours). Under a multi-process launch only rank 0 checks, cleans, locks and renames;
+    only if it is ours), its checkpoints/ dropped unless keep_checkpoints. Under a multi-process launch only rank 0 checks, cleans, locks and renames;
     the others wait until it has (a rank that created the folder first would make rank 0 refuse it
     as an unfinished run)."""
     out = Path(out)
@@ -173,7 +174,8 @@ def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = F
             if not _has_checkpoint(partial):
                 shutil.rmtree(partial, ignore_errors=True)
             raise
-        shutil.rmtree(partial / "checkpoints", ignore_errors=True)  # the finished model supersedes them
+        if not keep_checkpoints:
+            shutil.rmtree(partial / "checkpoints", ignore_errors=True)  # the finished model supersedes them
         if out.exists():
             check_replaceable(out)
             shutil.rmtree(out)
