@@ -48,6 +48,10 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 def _eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default="default", help="'default' (offline MiniLM probe), 'lm-probe' (the default chat model's states too: closer to people, ~5x slower), 'refusal', or a model folder/id")
     p.add_argument("--threshold", type=float, default=0.5, help="judge score counted as harmful")
+    _decoding_flags(p)
+
+
+def _decoding_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer length judged (default 128)")
     p.add_argument("--repetition-penalty", type=float, default=1.3,
                    help="greedy decoding with this penalty (default 1.3: on the default model it halves looping "
@@ -346,12 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forget-source", choices=("demo", "collect", "both"), default="demo",
                    help="harmful answers to learn: our written demo answers, the model's own judged-harmful answers, or both")
     _training_flags(p)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--repetition-penalty", type=float, default=1.3)
-    p.add_argument("--gen-batch-size", type=int, default=128)
-    p.add_argument("--sampled-n", type=int, default=64,
-                   help="harmful prompts answered again at T = 1 for the sampled degenerate rate, a breakage check that "
-                        "greedy decoding hides (default 64; 0 = skip)")
+    _decoding_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compare", help="run several methods with the same data, seed and budget; one table and plot")
