@@ -17,6 +17,7 @@ import itertools
 import json
 from pathlib import Path
 
+from unlearnkit.data.load import read_jsonl
 from unlearnkit.evaluation.metrics import (
     JUNK_SHARE, LOOP_DISTINCT, SALAD_FUNCTION_SHARE, agreement_stats, degenerate_reason,
 )
@@ -28,7 +29,7 @@ GRID = {"loop_distinct": (0.4, 0.5, 0.6), "salad_function_share": (0.08, 0.10, 0
 
 
 def rows(path: Path, keep=lambda r: True) -> list[dict]:
-    out = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]  # not splitlines: answers hold U+2028
+    out = read_jsonl(path.read_text(), path)
     return [{"text": r["response"], "label": int(r["degenerate"])} for r in out if keep(r) and r.get("degenerate") in (0, 1)]
 
 
