@@ -196,6 +196,12 @@ def _layout_positions(batch, groups):
     return mask.numel(), packed.rows * packed.width, shared.rows * shared.width
 
 
+def body_and_head(model) -> tuple[int, int]:
+    """(N, V·d): the decoder's parameters without the embedding and LM head, and the LM head's size."""
+    vocab_dim = model.get_output_embeddings().weight.numel()
+    return sum(p.numel() for p in model.parameters()) - vocab_dim * (1 if model.config.tie_word_embeddings else 2), vocab_dim
+
+
 def measure_train(kind, quick):
     """Steps of one method (kind METHOD:MODE): our trainer (mode full/lora, -padded without packing, -bf16
     under autocast) or the method's peer loop (mode peer)."""
@@ -215,9 +221,7 @@ def measure_train(kind, quick):
     before = rss_mb()
     model, tokenizer = load_model("default")
     one_copy = rss_mb() - before
-    head = model.get_output_embeddings().weight
-    vocab_dim = head.numel()  # V·d
-    n_body = sum(p.numel() for p in model.parameters()) - vocab_dim * (1 if model.config.tie_word_embeddings else 2)
+    n_body, vocab_dim = body_and_head(model)
     steps = 3 if quick else 8
     if mode == "peer":  # separate passes per term, θ₀ as a full second copy
         import copy
@@ -306,8 +310,7 @@ def measure_generate(quick):
     out = generate_texts(model, tokenizer, prompts, settings)
     seconds = time.perf_counter() - start
     new = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in out)
-    head = model.get_output_embeddings().weight.numel()  # V·d
-    body = sum(p.numel() for p in model.parameters()) - head * (1 if model.config.tie_word_embeddings else 2)
+    body, head = body_and_head(model)
     return {"name": "generate_tokens_per_s", "value": round(new / seconds, 1), "unit": "tokens/s",
             "prompts": len(prompts), "batch_size": 64, "dtype": settings.dtype, "seconds": round(seconds, 1),
             "flops_per_token": 2 * (body + head)}
