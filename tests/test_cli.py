@@ -144,6 +144,14 @@ def test_sku_run_then_negate_sweep_and_pick(tmp_path, tiny_model_dir, data_files
     again = apply_task_vector(base, _task_vector_source(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run / "harmful"), 1.0)
     for (name, a), b in zip(run_model.state_dict().items(), again.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+    assert not (out / "lambda_1").exists()  # an adapter's λ models live in memory unless asked for
+    kept = tmp_path / "kept"  # a λ chosen on validation must be savable for the test split without --pick
+    assert run_cli("negate", "--base", tiny_model_dir, "--harmful", run / "harmful", "--lambdas", "1", "--keep-models",
+                   "--harmful-prompts", harmful, "--normal", normal, "--safe", normal, "--max-new-tokens", 4,
+                   "--sampled-n", 0, "--out", kept) == 0
+    saved = AutoModelForCausalLM.from_pretrained(kept / "lambda_1").state_dict()
+    assert all(torch.allclose(a, saved[name], atol=1e-6) for name, a in run_model.state_dict().items())
+    assert "unlearnkit" in (kept / "lambda_1" / "README.md").read_text()
     assert run_cli("negate", "--harmful", run / "harmful", "--lambdas", "0,1", "--out", tmp_path / "bad") == 2
 
 

@@ -419,6 +419,11 @@ def run_negate(ns) -> int:
             metrics, rate = result["metrics"], headline(result["metrics"])
             rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"],
                          "base_result": result["base"]})
+            if ns.keep_models and tau is not None:  # a full harmful copy's λ models are on disk already
+                from unlearnkit.runs.card import write_negated_card
+
+                save_model(model, tokenizer, work / f"lambda_{lam:g}")
+                write_negated_card(work / f"lambda_{lam:g}", ns.base, harmful_dir, lam, f"{source} (kept, not picked)")
             del model  # one negated copy at a time
             ratio = metrics.get(f"{rate.removesuffix('_rate')}_ratio_vs_base", {"value": float("nan"), "ci95": [float("nan")] * 2})
             print(f"λ={lam:g}: {rate.replace('_', ' ')} {metrics[rate]['value']:.3f} (÷ base {ratio['value']:.2f} "
