@@ -362,6 +362,7 @@ def run_negate(ns) -> int:
     from unlearnkit.negation import apply_task_vector, negate_checkpoints
     from unlearnkit.outputs import check_output_dir, output_dir, write_text_atomic
     from unlearnkit.runs import generation_settings, load_set
+    from unlearnkit.runs.card import write_negated_card
 
     try:
         lambdas = [float(x) for x in ns.lambdas.split(",") if x.strip()]
@@ -405,10 +406,17 @@ def run_negate(ns) -> int:
     settings = generation_settings(ns)
 
     def negated(lam, work):
-        if tau is not None:
-            return apply_task_vector(copy.deepcopy(base), tau, lam)
-        folder = work / f"lambda_{lam:g}"  # written once; --pick reloads it rather than keeping every λ in memory
-        return load_model(folder if folder.exists() else negate_checkpoints(model_dir(ns.base), harmful_dir, folder, lam))[0]
+        """θ₀ − λτ; every λ model on disk lives in work/lambda_L, written once (--pick reloads it)."""
+        folder = work / f"lambda_{lam:g}"
+        if folder.exists():
+            return load_model(folder)[0]
+        if tau is None:  # a full harmful copy: streamed to disk, never whole in memory beside θ₀
+            return load_model(negate_checkpoints(model_dir(ns.base), harmful_dir, folder, lam))[0]
+        model = apply_task_vector(copy.deepcopy(base), tau, lam)
+        if ns.keep_models:
+            save_model(model, tokenizer, folder)
+            write_negated_card(folder, ns.base, harmful_dir, lam, f"{source} (kept, not picked)")
+        return model
 
     rows = []
     with output_dir(ns.out, ns.overwrite, command="negate") as work:
@@ -419,11 +427,6 @@ def run_negate(ns) -> int:
             metrics, rate = result["metrics"], headline(result["metrics"])
             rows.append({"lambda": lam, "rate": rate, "metrics": metrics, "base": result["base"]["metrics"],
                          "base_result": result["base"]})
-            if ns.keep_models and tau is not None:  # a full harmful copy's λ models are on disk already
-                from unlearnkit.runs.card import write_negated_card
-
-                save_model(model, tokenizer, work / f"lambda_{lam:g}")
-                write_negated_card(work / f"lambda_{lam:g}", ns.base, harmful_dir, lam, f"{source} (kept, not picked)")
             del model  # one negated copy at a time
             ratio = metrics.get(f"{rate.removesuffix('_rate')}_ratio_vs_base", {"value": float("nan"), "ci95": [float("nan")] * 2})
             print(f"λ={lam:g}: {rate.replace('_', ' ')} {metrics[rate]['value']:.3f} (÷ base {ratio['value']:.2f} "
@@ -440,8 +443,6 @@ def run_negate(ns) -> int:
         if ns.pick and best is not None:
             summary["picked"] = best["lambda"]
             save_model(negated(best["lambda"], work), tokenizer, work / "model")
-            from unlearnkit.runs.card import write_negated_card
-
             write_negated_card(work / "model", ns.base, harmful_dir, best["lambda"], source)
             print(f"picked λ={best['lambda']:g} on {source} → {ns.out}/model")
         write_text_atomic(work / "negate.json", json.dumps(summary, indent=2) + "\n")  # the searched curve, whatever --pick found

@@ -150,9 +150,9 @@ def _write_marker(folder: Path, command: str) -> None:
 def output_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False, command: str = "unlearnkit",
                keep_checkpoints: bool = False):
     """Yield the working folder; on success it becomes `out` (replacing it only with overwrite, and
-    only if it is ours), its checkpoints/ dropped unless keep_checkpoints. Under a multi-process launch only rank 0 checks, cleans, locks and renames;
-    the others wait until it has (a rank that created the folder first would make rank 0 refuse it
-    as an unfinished run)."""
+    only if it is ours), its checkpoints/ dropped unless keep_checkpoints. Under a multi-process launch
+    only rank 0 checks, cleans, locks and renames; the others wait until it has (a rank that created
+    the folder first would make rank 0 refuse it as an unfinished run)."""
     out = Path(out)
     if not is_main_process():
         wait_for_everyone()
